@@ -1,0 +1,1912 @@
+#!/usr/bin/env python3
+"""database_backup_scheduler: verified, rotated backups of a web app's SQLite databases.
+
+Copy this file into the root of the app (next to ``instance/``) and run it:
+
+    python database_backup_scheduler.py --run            # back up every database now
+    python database_backup_scheduler.py --history        # recent backups, newest first
+    python database_backup_scheduler.py --stats          # counts, sizes, disk budget
+    python database_backup_scheduler.py --schedule       # stay running, back up daily at 03:00
+    python database_backup_scheduler.py --windows-task   # write run_database_backup.bat
+    python database_backup_scheduler.py --cron           # print a crontab line
+    python database_backup_scheduler.py --verify         # check every backup
+    python database_backup_scheduler.py --restore FILE   # put a backup back, safely
+    python database_backup_scheduler.py --check          # one health verdict for a monitor
+
+Nouns used throughout:
+- source database: a live SQLite file of the app, e.g. ``instance/pet_painting.db``.
+- backup: a complete, verified, self-contained copy of one source database, named
+  ``<name>.<YYYYmmdd_HHMMSS>.bak`` in the backup directory.
+- run: one pass that backs up every configured database, prunes, and is logged.
+- retention: which backups a run keeps (``keep_days``, never fewer than ``keep_last``).
+- restore: putting a backup back into its source database through SQLite.
+
+Only the standard library is needed to back up; ``--schedule`` needs the ``schedule`` package.
+"""
+
+from __future__ import annotations
+
+__version__ = "1.0.0"
+
+import argparse
+import dataclasses
+import datetime as dt
+import enum
+import errno
+import hashlib
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import sqlite3
+import stat
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+# ======================================================================================
+# Constants and defaults
+# ======================================================================================
+
+SCRIPT_NAME = "database_backup_scheduler.py"
+APP_ROOT = Path(__file__).resolve().parent
+
+MAIN_DATABASE = "instance/pet_painting.db"
+ROOT_DATABASE = "pet_painting.db"
+# The app-root database shares its file name with the main one; a distinct name keeps
+# their backups from overwriting each other in the one backup directory.
+ROOT_DATABASE_NAME = "root_pet_painting.db"
+DEFAULT_BACKUP_DIR = "instance/backups"
+DEFAULT_LOG_FILE = "database_backup_log.json"
+DEFAULT_CONFIG_FILE = "database_backup_config.json"
+
+DEFAULT_KEEP_DAYS = 30
+DEFAULT_KEEP_LAST = 3
+DEFAULT_BUSY_TIMEOUT = 60.0
+DEFAULT_LOCK_TIMEOUT = 300.0
+DEFAULT_LOG_MAX_RUNS = 1000
+DEFAULT_RUN_AT = "03:00"
+DEFAULT_HISTORY_LIMIT = 20
+DISK_BUDGET_PERCENT = 5.0
+
+TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S"
+BACKUP_SUFFIX = ".bak"
+TEMP_PREFIX = ".dbbackup-"
+LOCK_FILE_NAME = ".database_backup.lock"
+BATCH_FILE_NAME = "run_database_backup.bat"
+TASK_LOG_FILE_NAME = "database_backup_task.log"
+
+HASH_CHUNK_BYTES = 1024 * 1024
+PROGRESS_MIN_BYTES = 32 * 1024 * 1024
+# The scheduler wakes at least this often to re-read the wall clock, so a machine that
+# slept through 03:00 (monotonic sleep does not count suspend) backs up when it wakes.
+SCHEDULER_MAX_SLEEP_S = 60.0
+CATCH_UP_AGE = dt.timedelta(days=1)
+TRIGGERS = ("manual", "schedule", "task", "cron")
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes; documented in the README."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; try again later
+
+
+# ======================================================================================
+# Errors
+# ======================================================================================
+
+
+class BackupError(Exception):
+    """A failure the operator can act on: a message naming the file, and a hint with the fix."""
+
+    def __init__(
+        self, message: str, *, exit_code: int = ExitCode.FAILED, hint: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = int(exit_code)
+        self.hint = hint
+
+
+def _usage_error(message: str, hint: str | None = None) -> BackupError:
+    return BackupError(message, exit_code=ExitCode.USAGE, hint=hint)
+
+
+def describe_os_error(exc: OSError, path: Path | str, doing: str) -> BackupError:
+    """Turn an OSError into a BackupError that names the file and the fix."""
+    code = exc.errno
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return BackupError(
+            f"disk full while {doing} {path}",
+            hint="free space on that disk, or lower --keep-days / --keep-last",
+        )
+    if code in (errno.EACCES, errno.EPERM):
+        return BackupError(
+            f"no permission while {doing} {path}",
+            hint="run as the user that owns the app's files, or fix the folder's permissions",
+        )
+    if code == errno.EROFS:
+        return BackupError(
+            f"read-only file system while {doing} {path}",
+            hint="choose a writable --backup-dir",
+        )
+    reason = exc.strerror or str(exc)
+    return BackupError(f"{reason} while {doing} {path}")
+
+
+# ======================================================================================
+# Configuration
+# ======================================================================================
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseSpec:
+    """One source database: its backup name, its path, and whether it must exist."""
+
+    name: str
+    path: Path
+    required: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Effective settings, built once from defaults < config file < flags, then validated."""
+
+    app_root: Path
+    databases: tuple[DatabaseSpec, ...]
+    backup_dir: Path
+    log_file: Path
+    keep_days: int = DEFAULT_KEEP_DAYS
+    keep_last: int = DEFAULT_KEEP_LAST
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    log_max_runs: int = DEFAULT_LOG_MAX_RUNS
+    run_at: tuple[str, ...] = (DEFAULT_RUN_AT,)
+    timezone: str | None = None
+    config_file: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict, in the config file's own format."""
+        return {
+            "app_root": str(self.app_root),
+            "config_file": str(self.config_file) if self.config_file else None,
+            "databases": [
+                {"name": db.name, "path": str(db.path), "required": db.required}
+                for db in self.databases
+            ],
+            "backup_dir": str(self.backup_dir),
+            "log_file": str(self.log_file),
+            "keep_days": self.keep_days,
+            "keep_last": self.keep_last,
+            "busy_timeout": self.busy_timeout,
+            "lock_timeout": self.lock_timeout,
+            "log_max_runs": self.log_max_runs,
+            "run_at": list(self.run_at),
+            "timezone": self.timezone,
+        }
+
+
+# Settings a config file and flags share: key -> (type, minimum).
+_NUMBER_SETTINGS: dict[str, tuple[type, float]] = {
+    "keep_days": (int, 0),
+    "keep_last": (int, 1),
+    "busy_timeout": (float, 0),
+    "lock_timeout": (float, 0),
+    "log_max_runs": (int, 1),
+}
+_PATH_SETTINGS = ("backup_dir", "log_file")
+_CONFIG_KEYS = {"databases", "run_at", "timezone", *_NUMBER_SETTINGS, *_PATH_SETTINGS}
+# A database name becomes part of a file name on Windows and POSIX alike.
+_DATABASE_NAME = re.compile(r'^[^\\/:*?"<>|\x00-\x1f.][^\\/:*?"<>|\x00-\x1f]*(?<![ .])$')
+_RUN_AT = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
+
+
+def default_databases(app_root: Path) -> tuple[DatabaseSpec, ...]:
+    """The operator's app layout: the instance database, and an optional one in the root."""
+    return (
+        DatabaseSpec("pet_painting.db", app_root / MAIN_DATABASE, required=True),
+        DatabaseSpec(ROOT_DATABASE_NAME, app_root / ROOT_DATABASE, required=False),
+    )
+
+
+def parse_db_argument(value: str, base: Path) -> DatabaseSpec:
+    """Parse ``--db [NAME=]PATH``; a NAME holds no path separator, so ``C:\\a=b.db`` is a path."""
+    name, sep, rest = value.partition("=")
+    if sep and name and not re.search(r"[\\/:]", name):
+        path_text = rest
+    else:
+        name, path_text = "", value
+    if not path_text.strip():
+        raise _usage_error(f"--db {value!r}: no path given", "use --db PATH or --db NAME=PATH")
+    path = _resolve(path_text, base)
+    return DatabaseSpec(name or path.name, path, required=True)
+
+
+def _resolve(text: str, base: Path) -> Path:
+    path = Path(os.path.expanduser(text))
+    return path if path.is_absolute() else base / path
+
+
+def _config_error(source: str, message: str) -> BackupError:
+    return _usage_error(f"{source}: {message}", "fix the value, or see --help for each setting")
+
+
+def _check_number(source: str, key: str, value: Any) -> int | float:
+    kind, minimum = _NUMBER_SETTINGS[key]
+    ok_types = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok_types):
+        raise _config_error(source, f"{key} must be a {kind.__name__}, not {value!r}")
+    if value != value or value in (float("inf"), float("-inf")) or value < minimum:
+        raise _config_error(source, f"{key} must be at least {minimum:g}, not {value!r}")
+    return kind(value)
+
+
+def _check_run_at(source: str, values: Any) -> tuple[str, ...]:
+    items = [values] if isinstance(values, str) else values
+    if not isinstance(items, list) or not items:
+        raise _config_error(source, 'run_at must be "HH:MM" or a list of them')
+    for item in items:
+        if not isinstance(item, str) or not _RUN_AT.match(item):
+            raise _config_error(source, f"run_at {item!r} is not a time of day like 03:00")
+    return tuple(dict.fromkeys(items))
+
+
+def _databases_from_file(source: str, value: Any, base: Path) -> tuple[DatabaseSpec, ...]:
+    if not isinstance(value, list) or not value:
+        raise _config_error(source, "databases must be a non-empty list")
+    specs = []
+    for item in value:
+        if isinstance(item, str):
+            item = {"path": item}
+        if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+            raise _config_error(source, f"each database needs a path: {item!r}")
+        unknown = set(item) - {"name", "path", "required"}
+        if unknown:
+            raise _config_error(source, f"unknown database setting(s) {sorted(unknown)}")
+        path = _resolve(item["path"], base)
+        name = item.get("name", path.name)
+        required = item.get("required", True)
+        if not isinstance(name, str) or not isinstance(required, bool):
+            raise _config_error(source, f"name must be text and required true/false: {item!r}")
+        specs.append(DatabaseSpec(name, path, required))
+    return tuple(specs)
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read a JSON config file into settings, its paths resolved against its own folder."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise _usage_error(f"config file {path} does not exist", "check --config") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _usage_error(f"cannot read config file {path}: {exc}") from exc
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise _config_error(source, f"not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise _config_error(source, "must hold a JSON object of settings")
+    unknown = set(raw) - _CONFIG_KEYS
+    if unknown:
+        raise _config_error(
+            source,
+            f"unknown setting(s) {sorted(unknown)}; known: {sorted(_CONFIG_KEYS)}",
+        )
+    base = path.parent
+    settings: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "databases":
+            settings[key] = _databases_from_file(source, value, base)
+        elif key in _PATH_SETTINGS:
+            if not isinstance(value, str) or not value.strip():
+                raise _config_error(source, f"{key} must be a path")
+            settings[key] = _resolve(value, base)
+        elif key == "run_at":
+            settings[key] = _check_run_at(source, value)
+        elif key == "timezone":
+            if value is not None and not isinstance(value, str):
+                raise _config_error(source, "timezone must be a name like Asia/Shanghai")
+            settings[key] = value or None
+        else:
+            settings[key] = _check_number(source, key, value)
+    return settings
+
+
+def build_config(
+    args: argparse.Namespace, *, app_root: Path = APP_ROOT, cwd: Path | None = None
+) -> Config:
+    """Merge defaults < config file < flags into a validated Config."""
+    cwd = cwd or Path.cwd()
+    settings: dict[str, Any] = {
+        "databases": default_databases(app_root),
+        "backup_dir": app_root / DEFAULT_BACKUP_DIR,
+        "log_file": app_root / DEFAULT_LOG_FILE,
+    }
+    config_file: Path | None = None
+    if args.config:
+        config_file = _resolve(args.config, cwd)
+    elif (app_root / DEFAULT_CONFIG_FILE).is_file():
+        config_file = app_root / DEFAULT_CONFIG_FILE
+    if config_file is not None:
+        settings.update(load_config_file(config_file))
+    if args.db:
+        settings["databases"] = tuple(parse_db_argument(value, cwd) for value in args.db)
+    for key in _PATH_SETTINGS:
+        if getattr(args, key, None):
+            settings[key] = _resolve(getattr(args, key), cwd)
+    for key in _NUMBER_SETTINGS:
+        value = getattr(args, key, None)
+        if value is not None:
+            settings[key] = _check_number(f"--{key.replace('_', '-')}", key, value)
+    if getattr(args, "at", None):
+        settings["run_at"] = _check_run_at("--at", list(args.at))
+    if getattr(args, "timezone", None):
+        settings["timezone"] = args.timezone
+    config = Config(app_root=app_root, config_file=config_file, **settings)
+    validate_config(config)
+    return config
+
+
+def validate_config(config: Config) -> None:
+    """Reject configurations that would make backups collide or land in odd places."""
+    seen: dict[str, DatabaseSpec] = {}
+    for db in config.databases:
+        if not _DATABASE_NAME.match(db.name):
+            raise _usage_error(
+                f"database name {db.name!r} cannot be part of a file name",
+                'use letters, digits, "_", "-" and "." (not first or last), e.g. --db main.db=PATH',
+            )
+        # Windows and macOS compare file names without case: so do we.
+        key = db.name.casefold()
+        if key in seen:
+            raise _usage_error(
+                f"two databases share the name {db.name!r}: {seen[key].path} and {db.path}",
+                'give each a distinct name with --db NAME=PATH (or "name" in the config file)',
+            )
+        seen[key] = db
+    if config.log_file.exists() and not config.log_file.is_file():
+        raise _usage_error(
+            f"run log {config.log_file} is not a regular file",
+            "choose another --log-file",
+        )
+
+
+# ======================================================================================
+# Naming
+# ======================================================================================
+
+_BACKUP_NAME = re.compile(
+    r"^(?P<name>.+)\.(?P<stamp>\d{8}_\d{6})(?:-(?P<seq>[1-9]\d{0,3}))?"
+    + re.escape(BACKUP_SUFFIX)
+    + "$"
+)
+_TEMP_NAME = re.compile(
+    r"^" + re.escape(TEMP_PREFIX) + r".*\.[0-9a-f]{16}\.tmp(-journal|-wal|-shm)?$"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupName:
+    """The parts of a backup's file name: database name, local time taken, same-second counter."""
+
+    name: str
+    taken_at: dt.datetime
+    seq: int = 0
+
+
+def format_backup_name(name: str, taken_at: dt.datetime, seq: int = 0) -> str:
+    """``pet_painting.db.20251028_030000.bak``; a second backup in that second gets ``-1``."""
+    counter = f"-{seq}" if seq else ""
+    return f"{name}.{taken_at.strftime(TIMESTAMP_FORMAT)}{counter}{BACKUP_SUFFIX}"
+
+
+def parse_backup_name(filename: str) -> BackupName | None:
+    """The parts of a backup's file name, or None when the name is not one of ours."""
+    match = _BACKUP_NAME.match(filename)
+    if not match:
+        return None
+    try:
+        taken_at = dt.datetime.strptime(match["stamp"], TIMESTAMP_FORMAT)
+    except ValueError:
+        return None
+    return BackupName(match["name"], taken_at, int(match["seq"] or 0))
+
+
+def is_backup_name(filename: str, name: str | None = None) -> bool:
+    """True when ``filename`` is a backup's name (of database ``name``, when given)."""
+    parsed = parse_backup_name(filename)
+    return parsed is not None and (name is None or parsed.name == name)
+
+
+def format_temp_name(name: str) -> str:
+    """A temporary file name that can never match the backup pattern (no ``.bak`` ending)."""
+    return f"{TEMP_PREFIX}{name}.{secrets.token_hex(8)}.tmp"
+
+
+def is_temp_name(filename: str) -> bool:
+    """True for this tool's temporary files and SQLite's journals beside them."""
+    return _TEMP_NAME.match(filename) is not None
+
+
+# ======================================================================================
+# Backup engine
+# ======================================================================================
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupFile:
+    """A backup on disk: its path, parsed name, size and file identity."""
+
+    path: Path
+    name: str
+    taken_at: dt.datetime
+    seq: int
+    size: int
+    file_id: tuple[int, int]
+
+    @property
+    def sort_key(self) -> tuple[dt.datetime, int]:
+        return (self.taken_at, self.seq)
+
+
+@dataclasses.dataclass
+class BackupResult:
+    """What happened to one database in one run."""
+
+    database: str
+    source: str
+    status: str  # "ok", "failed" or "skipped"
+    backup: str | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    duration_s: float = 0.0
+    error: str | None = None
+    hint: str | None = None
+    pruned: list[str] = dataclasses.field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def list_backups(backup_dir: Path, names: Sequence[str]) -> dict[str, list[BackupFile]]:
+    """The backups of each named database, newest first; only regular files with our names.
+
+    Links, folders and files of other names are never listed, so nothing this tool
+    does to a listed file can touch anything it did not make.
+    """
+    found: dict[str, list[BackupFile]] = {name: [] for name in names}
+    try:
+        entries = list(os.scandir(backup_dir))
+    except FileNotFoundError:
+        return found
+    except OSError as exc:
+        raise describe_os_error(exc, backup_dir, "listing") from exc
+    for entry in entries:
+        parsed = parse_backup_name(entry.name)
+        if parsed is None or parsed.name not in found:
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        found[parsed.name].append(
+            BackupFile(
+                Path(entry.path),
+                parsed.name,
+                parsed.taken_at,
+                parsed.seq,
+                info.st_size,
+                (info.st_dev, info.st_ino),
+            )
+        )
+    for backups in found.values():
+        backups.sort(key=lambda b: b.sort_key, reverse=True)
+    return found
+
+
+def ensure_backup_dir(backup_dir: Path) -> None:
+    """Create the backup directory owner-only (0700) when missing; refuse a non-folder."""
+    if backup_dir.exists() and not backup_dir.is_dir():
+        raise _usage_error(
+            f"backup directory {backup_dir} exists and is not a folder",
+            "choose another --backup-dir",
+        )
+    missing = []
+    parent = backup_dir
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    try:
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700)
+            if os.name == "posix":
+                os.chmod(folder, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise describe_os_error(exc, backup_dir, "creating") from exc
+
+
+def remove_stale_temp_files(backup_dir: Path) -> list[Path]:
+    """Delete temporary files that an interrupted run left; call only under the run lock."""
+    removed = []
+    try:
+        entries = list(os.scandir(backup_dir))
+    except OSError:
+        return removed
+    for entry in entries:
+        if is_temp_name(entry.name) and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except OSError:
+                pass
+    return removed
+
+
+def sqlite_uri(path: Path, mode: str) -> str:
+    """A ``file:`` URI for SQLite that never creates a missing file (``mode=rw`` or ``ro``)."""
+    return f"{path.resolve().as_uri()}?mode={mode}"
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; Windows has no directory handles)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _hash_and_sync(path: Path) -> str:
+    """SHA-256 of a file, read in chunks, then fsync it so the bytes hashed are on disk."""
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    try:
+        while True:
+            chunk = os.read(fd, HASH_CHUNK_BYTES)
+            if not chunk:
+                break
+            digest.update(chunk)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(HASH_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_database_file(path: Path, *, quick: bool = True) -> str:
+    """Run quick_check (or integrity_check) on a file opened read-only; return "ok" or the fault.
+
+    Read-only and ``immutable`` so that no -wal, -shm or journal is ever created beside it.
+    """
+    pragma = "quick_check" if quick else "integrity_check"
+    try:
+        conn = sqlite3.connect(sqlite_uri(path, "ro") + "&immutable=1", uri=True)
+        try:
+            rows = conn.execute(f"PRAGMA {pragma}").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    messages = [str(row[0]) for row in rows]
+    return "ok" if messages == ["ok"] else "; ".join(messages[:5])
+
+
+def _describe_sqlite_error(exc: sqlite3.Error, path: Path) -> BackupError:
+    text = str(exc)
+    if "not a database" in text:
+        return BackupError(
+            f"{path} is not an SQLite database (or it is encrypted)",
+            hint="check the path given with --db or in the config file",
+        )
+    if "malformed" in text or "corrupt" in text:
+        return BackupError(
+            f"{path} is damaged ({text})",
+            hint=f'run: sqlite3 "{path}" "PRAGMA integrity_check" and restore from a good backup',
+        )
+    if "unable to open" in text:
+        return BackupError(
+            f"cannot open {path} ({text})",
+            hint="check that the file and its folder exist and that this user may read them",
+        )
+    if "readonly" in text or "read-only" in text:
+        return BackupError(
+            f"cannot lock {path} for reading ({text})",
+            hint="this user needs write access to the database's folder for SQLite's lock files",
+        )
+    return BackupError(f"{path}: {text}")
+
+
+class _BusyTimeout(Exception):
+    pass
+
+
+class _ProgressReporter:
+    """Shows a copy's progress on a terminal by watching the temporary file grow."""
+
+    def __init__(self, label: str, temp: Path, total: int, stream: TextIO | None) -> None:
+        self.label, self.temp, self.total, self.stream = label, temp, total, stream
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _ProgressReporter:
+        if self.stream is not None and self.total >= PROGRESS_MIN_BYTES:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                done = self.temp.stat().st_size
+            except OSError:
+                continue
+            percent = min(99, done * 100 // max(self.total, 1))
+            self.stream.write(f"\r  copying {self.label}: {percent:3d}%")
+            self.stream.flush()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.stream.write("\r" + " " * (len(self.label) + 20) + "\r")
+            self.stream.flush()
+
+
+def _copy_database(source: Path, temp: Path, busy_timeout: float) -> None:
+    """Copy ``source`` into ``temp`` with SQLite's online backup API, in one step.
+
+    One step (pages=-1) copies a consistent snapshot; chunked steps restart for ever
+    while the app writes. The destination skips its journal and sync (it is a
+    temporary file, fsynced as a whole later), which halves the copy time and so the
+    time a rollback-journal source is locked against the app's writers.
+    """
+    started = time.monotonic()
+
+    def give_up_when_busy(status: int, remaining: int, total: int) -> None:
+        # Python's backup loop retries a busy source for ever; bound it.
+        if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            if time.monotonic() - started >= busy_timeout:
+                raise _BusyTimeout
+
+    src = sqlite3.connect(
+        sqlite_uri(source, "rw"), uri=True, timeout=busy_timeout, isolation_level=None
+    )
+    try:
+        dst = sqlite3.connect(str(temp), isolation_level=None)
+        try:
+            dst.execute("PRAGMA journal_mode=OFF")
+            dst.execute("PRAGMA synchronous=OFF")
+            src.backup(dst, pages=-1, progress=give_up_when_busy)
+            # A copy of a WAL database is a WAL database; make it one self-contained file.
+            dst.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
+def _publish(temp: Path, backup_dir: Path, name: str, taken_at: dt.datetime) -> Path:
+    """Give a finished temporary file its backup name without ever replacing a file."""
+    for seq in range(10000):
+        final = backup_dir / format_backup_name(name, taken_at, seq)
+        if os.path.lexists(final):
+            continue
+        try:
+            # A hard link fails if the name exists: no window in which a file is replaced.
+            os.link(temp, final)
+        except FileExistsError:
+            continue
+        except OSError:
+            # File systems without hard links (FAT, some shares): rename, which on
+            # Windows refuses an existing name; on POSIX the run lock guards the check.
+            if os.path.lexists(final):
+                continue
+            os.rename(temp, final)
+            return final
+        os.unlink(temp)
+        return final
+    raise BackupError(f"no free backup name for {name} at {taken_at} in {backup_dir}")
+
+
+def create_backup(
+    db: DatabaseSpec,
+    backup_dir: Path,
+    *,
+    taken_at: dt.datetime,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    progress_stream: TextIO | None = None,
+) -> tuple[Path, int, str]:
+    """Back up one database; return (backup path, size, sha256).
+
+    Copy into a temporary file, verify it with quick_check while hashing and fsyncing,
+    then rename: a crash at any moment leaves no file with a backup's name that is
+    not a complete, verified backup.
+    """
+    source = db.path
+    if source.is_dir():
+        raise BackupError(
+            f"{source} is a folder, not a database file",
+            hint="give the database file's path",
+        )
+    if not source.exists():
+        raise BackupError(
+            f"database {source} does not exist",
+            hint="check the path, or mark it optional in the config file",
+        )
+    try:
+        source_size = source.stat().st_size
+    except OSError as exc:
+        raise describe_os_error(exc, source, "reading") from exc
+    temp = backup_dir / format_temp_name(db.name)
+    try:
+        fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+    except OSError as exc:
+        raise describe_os_error(exc, backup_dir, "writing a backup into") from exc
+    try:
+        try:
+            with _ProgressReporter(db.name, temp, source_size, progress_stream):
+                _copy_database(source, temp, busy_timeout)
+        except _BusyTimeout:
+            raise BackupError(
+                f"{source} stayed locked for {busy_timeout:g} s",
+                hint="a long write transaction holds it; retry later or raise --busy-timeout",
+            ) from None
+        except sqlite3.Error as exc:
+            if "disk is full" in str(exc) or "disk I/O" in str(exc):
+                free = _free_bytes(backup_dir)
+                raise BackupError(
+                    f"cannot write the backup of {source} into {backup_dir} ({exc})",
+                    hint=f"free space ({_format_size(free)} free now) or move --backup-dir",
+                ) from exc
+            raise _describe_sqlite_error(exc, source) from exc
+        except OSError as exc:
+            raise describe_os_error(exc, temp, "writing") from exc
+        try:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                checked = pool.submit(check_database_file, temp)
+                hashed = pool.submit(_hash_and_sync, temp)
+                verdict, digest = checked.result(), hashed.result()
+        except OSError as exc:
+            raise describe_os_error(exc, temp, "verifying") from exc
+        if verdict != "ok":
+            raise BackupError(
+                f"the backup of {source} failed verification ({verdict})",
+                hint=f'the database may be damaged: sqlite3 "{source}" "PRAGMA integrity_check"',
+            )
+        size = temp.stat().st_size
+        try:
+            final = _publish(temp, backup_dir, db.name, taken_at)
+            _fsync_dir(backup_dir)
+        except OSError as exc:
+            raise describe_os_error(exc, backup_dir, "naming the backup in") from exc
+        return final, size, digest
+    finally:
+        for leftover in (temp, Path(f"{temp}-journal")):
+            try:
+                os.unlink(leftover)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                pass
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
+
+
+class RunLock:
+    """An OS lock on a file, so runs never interleave; the OS drops it when the process dies.
+
+    Unlike a PID file, a lock left by a killed run cannot block the next one.
+    """
+
+    def __init__(self, path: Path, timeout: float, on_wait: Callable[[], None] | None = None):
+        self.path, self.timeout, self.on_wait = path, timeout, on_wait
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise describe_os_error(exc, self.path, "opening the run lock") from exc
+        deadline = time.monotonic() + self.timeout
+        announced = False
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise BackupError(
+                    f"another run holds the lock {self.path} (waited {self.timeout:g} s)",
+                    exit_code=ExitCode.LOCKED,
+                    hint="let it finish, or raise --lock-timeout",
+                )
+            if not announced and self.on_wait is not None:
+                self.on_wait()
+                announced = True
+            time.sleep(0.2)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            _unlock(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+
+if os.name == "nt":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+
+    def _unlock(fd: int) -> None:
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        except OSError:
+            pass
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            return False
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+# ======================================================================================
+# Retention
+# ======================================================================================
+
+
+def select_expired(
+    backups: Sequence[BackupFile], *, now: dt.datetime, keep_days: int, keep_last: int
+) -> list[BackupFile]:
+    """Select backups older than ``keep_days`` (by their name), never the newest ``keep_last``.
+
+    ``now`` is naive local time, as in backup names. Backups dated in the future (a
+    clock set back) are kept.
+    """
+    ordered = sorted(backups, key=lambda b: b.sort_key, reverse=True)
+    cutoff = now - dt.timedelta(days=keep_days)
+    return [b for b in ordered[max(keep_last, 1) :] if b.taken_at < cutoff]
+
+
+def prune_backups(expired: Sequence[BackupFile]) -> tuple[list[Path], list[str]]:
+    """Delete the selected backups; return (deleted, error messages). Links are never followed."""
+    deleted, errors = [], []
+    for backup in expired:
+        try:
+            if not stat.S_ISREG(os.lstat(backup.path).st_mode):
+                continue
+            os.unlink(backup.path)
+            deleted.append(backup.path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            errors.append(f"cannot delete {backup.path}: {exc.strerror or exc}")
+    return deleted, errors
+
+
+# ======================================================================================
+# Run log
+# ======================================================================================
+
+
+def _now_local() -> dt.datetime:
+    return dt.datetime.now().astimezone()
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def parse_iso(text: Any) -> dt.datetime | None:
+    """Parse an ISO 8601 time from the log into an aware datetime, or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def read_run_log(path: Path) -> tuple[dict[str, Any], str | None]:
+    """Load the run log without changing it: (log, warning). A damaged log reads as empty."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {"version": 1, "runs": []}, None
+    except (OSError, UnicodeDecodeError) as exc:
+        return {"version": 1, "runs": []}, f"cannot read run log {path}: {exc}"
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return {
+            "version": 1,
+            "runs": [],
+            "damaged": True,
+        }, f"run log {path} is damaged ({exc})"
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+        return {"version": 1, "runs": [], "damaged": True}, (
+            f'run log {path} is damaged (no "runs" list)'
+        )
+    data["runs"] = [run for run in data["runs"] if isinstance(run, dict)]
+    return data, None
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename (owner-only)."""
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0), 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def append_run(path: Path, run: dict[str, Any], *, max_runs: int) -> str | None:
+    """Append a run to the log, atomically, keeping the newest ``max_runs``; returns a warning.
+
+    A damaged log is moved aside as ``<log>.damaged-<time>`` (nothing is lost) and a
+    fresh one is started.
+    """
+    log, warning = read_run_log(path)
+    if log.pop("damaged", False):
+        aside = path.with_name(f"{path.name}.damaged-{_now_local().strftime(TIMESTAMP_FORMAT)}")
+        try:
+            os.replace(path, aside)
+        except OSError as exc:
+            raise describe_os_error(exc, path, "moving aside the damaged run log") from exc
+        warning = f"{warning}; moved it to {aside} and started a new log"
+    log["runs"] = (log["runs"] + [run])[-max_runs:]
+    payload = json.dumps(log, indent=2, ensure_ascii=False).encode("utf-8")
+    try:
+        _atomic_write(path, payload)
+    except OSError as exc:
+        raise describe_os_error(exc, path, "writing the run log") from exc
+    return warning
+
+
+# ======================================================================================
+# Runs
+# ======================================================================================
+
+
+@dataclasses.dataclass
+class RunReport:
+    """One run: its results, what it pruned, and warnings to show."""
+
+    started_at: dt.datetime
+    trigger: str
+    results: list[BackupResult]
+    finished_at: dt.datetime | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    removed_temp_files: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(r.status == "failed" for r in self.results)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at or self.started_at),
+            "trigger": self.trigger,
+            "status": "failed" if self.failed else "ok",
+            "host": socket.gethostname(),
+            "version": __version__,
+            "results": [r.to_json() for r in self.results],
+            "pruned": [p for r in self.results for p in r.pruned],
+            "warnings": self.warnings,
+        }
+
+
+def run_backups(
+    config: Config,
+    *,
+    trigger: str = "manual",
+    now: dt.datetime | None = None,
+    on_result: Callable[[BackupResult], None] | None = None,
+    on_lock_wait: Callable[[], None] | None = None,
+    progress_stream: TextIO | None = None,
+) -> RunReport:
+    """Back up every configured database under the run lock, prune, and log the run.
+
+    A failed database does not stop the others, and is not pruned.
+    """
+    ensure_backup_dir(config.backup_dir)
+    with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout, on_lock_wait):
+        started = now or _now_local()
+        report = RunReport(started_at=started, trigger=trigger, results=[])
+        report.removed_temp_files = [str(p) for p in remove_stale_temp_files(config.backup_dir)]
+        for db in config.databases:
+            result = _backup_one(config, db, started, progress_stream)
+            report.results.append(result)
+            if on_result is not None:
+                on_result(result)
+        existing = list_backups(config.backup_dir, [r.database for r in report.results])
+        for result in report.results:
+            if result.status != "ok":
+                continue
+            expired = select_expired(
+                existing[result.database],
+                now=started.replace(tzinfo=None),
+                keep_days=config.keep_days,
+                keep_last=config.keep_last,
+            )
+            deleted, errors = prune_backups(expired)
+            result.pruned = [str(p) for p in deleted]
+            report.warnings.extend(errors)
+        report.finished_at = now or _now_local()
+        warning = append_run(config.log_file, report.to_json(), max_runs=config.log_max_runs)
+        if warning:
+            report.warnings.append(warning)
+    return report
+
+
+def _backup_one(
+    config: Config,
+    db: DatabaseSpec,
+    taken_at: dt.datetime,
+    progress_stream: TextIO | None,
+) -> BackupResult:
+    result = BackupResult(database=db.name, source=str(db.path), status="ok")
+    if not db.required and not db.path.exists():
+        result.status = "skipped"
+        result.error = "optional database not present"
+        return result
+    started = time.monotonic()
+    try:
+        path, size, digest = create_backup(
+            db,
+            config.backup_dir,
+            taken_at=taken_at.replace(tzinfo=None),
+            busy_timeout=config.busy_timeout,
+            progress_stream=progress_stream,
+        )
+        result.backup, result.size_bytes, result.sha256 = str(path), size, digest
+    except BackupError as exc:
+        result.status, result.error, result.hint = "failed", exc.message, exc.hint
+    result.duration_s = round(time.monotonic() - started, 3)
+    return result
+
+
+# ======================================================================================
+# Reports
+# ======================================================================================
+
+
+def _format_size(size: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if abs(size) < 1024 or unit == "TB":
+            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.2f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _format_age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min"
+
+
+def collect_history(log: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` per-database results of the log, newest first."""
+    rows = []
+    for run in reversed(log.get("runs", [])):
+        if run.get("kind", "backup") != "backup":
+            rows.append(
+                {
+                    "time": run.get("started_at"),
+                    "database": run.get("database"),
+                    "file": run.get("backup"),
+                    "size_bytes": None,
+                    "status": f"{run.get('kind')}:{run.get('status')}",
+                    "error": run.get("error"),
+                    "trigger": run.get("trigger"),
+                }
+            )
+        else:
+            for result in run.get("results") or []:
+                if isinstance(result, dict):
+                    rows.append(
+                        {
+                            "time": run.get("started_at"),
+                            "database": result.get("database"),
+                            "file": result.get("backup"),
+                            "size_bytes": result.get("size_bytes"),
+                            "status": result.get("status"),
+                            "error": result.get("error"),
+                            "trigger": run.get("trigger"),
+                        }
+                    )
+        if len(rows) >= limit:
+            break
+    return rows[:limit]
+
+
+def render_history(rows: Sequence[dict[str, Any]], symbols: Symbols) -> str:
+    """History rows as an aligned text table."""
+    if not rows:
+        return "No backups recorded yet. Run: python database_backup_scheduler.py --run"
+    lines = [f"{'time':<19}  {'database':<22} {'size':>12}  status  file / error"]
+    for row in rows:
+        moment = parse_iso(row["time"])
+        when = moment.strftime("%Y-%m-%d %H:%M:%S") if moment else str(row["time"])
+        size = _format_size(row["size_bytes"]) if isinstance(row["size_bytes"], int) else "-"
+        status = str(row["status"])
+        mark = (
+            symbols.ok if status == "ok" else symbols.info if status == "skipped" else symbols.fail
+        )
+        detail = Path(row["file"]).name if row["file"] else (row["error"] or "")
+        if row["file"] and row["error"]:
+            detail += f" ({row['error']})"
+        lines.append(
+            f"{when:<19}  {str(row['database']):<22} {size:>12}  {mark} {status:<6} {detail}"
+        )
+    return "\n".join(lines)
+
+
+def collect_stats(config: Config, log: dict[str, Any], *, now: dt.datetime) -> dict[str, Any]:
+    """Per-database counts, sizes, ages, success rates; the backup folder's share of the disk."""
+    names = [db.name for db in config.databases]
+    backups = list_backups(config.backup_dir, names)
+    window_start = now - dt.timedelta(days=config.keep_days)
+    outcomes: dict[str, list[str]] = {name: [] for name in names}
+    for run in log.get("runs", []):
+        started = parse_iso(run.get("started_at"))
+        if started is None or started < window_start or run.get("kind", "backup") != "backup":
+            continue
+        for result in run.get("results") or []:
+            if isinstance(result, dict) and result.get("database") in outcomes:
+                if result.get("status") in ("ok", "failed"):
+                    outcomes[result["database"]].append(result["status"])
+    databases = []
+    seen_files: set[tuple[int, int]] = set()
+    folder_bytes = 0
+    naive_now = now.astimezone().replace(tzinfo=None)
+    for db in config.databases:
+        files = backups[db.name]
+        unique = 0
+        for backup in files:
+            if backup.file_id not in seen_files:
+                seen_files.add(backup.file_id)
+                unique += backup.size
+        folder_bytes += unique
+        results = outcomes[db.name]
+        try:
+            db_size: int | None = db.path.stat().st_size
+        except OSError:
+            db_size = None
+        databases.append(
+            {
+                "database": db.name,
+                "source": str(db.path),
+                "source_size_bytes": db_size,
+                "backups": len(files),
+                "total_bytes": unique,
+                "newest": files[0].path.name if files else None,
+                "newest_at": _iso(files[0].taken_at.astimezone()) if files else None,
+                "newest_age_s": (naive_now - files[0].taken_at).total_seconds() if files else None,
+                "newest_size_bytes": files[0].size if files else None,
+                "oldest": files[-1].path.name if files else None,
+                "oldest_at": _iso(files[-1].taken_at.astimezone()) if files else None,
+                "runs_in_window": len(results),
+                "success_rate": (results.count("ok") / len(results)) if results else None,
+            }
+        )
+    try:
+        usage = shutil.disk_usage(
+            config.backup_dir if config.backup_dir.exists() else config.app_root
+        )
+        disk_total, disk_free = usage.total, usage.free
+    except OSError:
+        disk_total = disk_free = None
+    share = (folder_bytes * 100 / disk_total) if disk_total else None
+    return {
+        "backup_dir": str(config.backup_dir),
+        "keep_days": config.keep_days,
+        "databases": databases,
+        "backup_dir_bytes": folder_bytes,
+        "disk_total_bytes": disk_total,
+        "disk_free_bytes": disk_free,
+        "disk_share_percent": share,
+        "disk_budget_percent": DISK_BUDGET_PERCENT,
+        "within_budget": share is None or share <= DISK_BUDGET_PERCENT,
+    }
+
+
+def render_stats(stats: dict[str, Any], symbols: Symbols) -> str:
+    """The statistics as text, one block per database and one for the backup folder."""
+    lines = []
+    for db in stats["databases"]:
+        lines.append(f"{db['database']}  ({db['source']})")
+        if db["backups"]:
+            lines.append(f"  backups: {db['backups']}, {_format_size(db['total_bytes'])} on disk")
+            newest = parse_iso(db["newest_at"])
+            oldest = parse_iso(db["oldest_at"])
+            lines.append(
+                f"  newest:  {newest:%Y-%m-%d %H:%M:%S} ({_format_age(db['newest_age_s'])} ago), "
+                f"{_format_size(db['newest_size_bytes'])}"
+            )
+            lines.append(f"  oldest:  {oldest:%Y-%m-%d %H:%M:%S}")
+        else:
+            lines.append(f"  {symbols.warn} no backups yet")
+        if db["success_rate"] is not None:
+            lines.append(
+                f"  success rate over {stats['keep_days']} days: {db['success_rate'] * 100:.1f}% "
+                f"of {db['runs_in_window']} run(s)"
+            )
+    lines.append(f"Backup folder: {stats['backup_dir']}")
+    lines.append(f"  size: {_format_size(stats['backup_dir_bytes'])}")
+    if stats["disk_total_bytes"]:
+        mark = symbols.ok if stats["within_budget"] else symbols.warn
+        lines.append(
+            f"  {mark} {stats['disk_share_percent']:.2f}% of a "
+            f"{_format_size(stats['disk_total_bytes'])} disk "
+            f"(budget {stats['disk_budget_percent']:g}%)"
+        )
+        lines.append(f"  free:  {_format_size(stats['disk_free_bytes'])}")
+    return "\n".join(lines)
+
+
+# ======================================================================================
+# Scheduler
+# ======================================================================================
+
+
+def needs_catch_up(config: Config, *, now: dt.datetime) -> bool:
+    """True when a database that should have backups has none, or none younger than a day."""
+    backups = list_backups(config.backup_dir, [db.name for db in config.databases])
+    naive_now = now.astimezone().replace(tzinfo=None)
+    for db in config.databases:
+        if not db.required and not db.path.exists():
+            continue
+        files = backups[db.name]
+        if not files or naive_now - files[0].taken_at > CATCH_UP_AGE:
+            return True
+    return False
+
+
+def build_scheduler(config: Config, job: Callable[[], None]) -> Any:
+    """A ``schedule.Scheduler`` of our own with one daily job per ``run_at`` time."""
+    try:
+        import schedule
+    except ImportError:
+        raise BackupError(
+            "--schedule needs the 'schedule' package",
+            hint=f"run: {sys.executable} -m pip install -r requirements.txt",
+        ) from None
+    scheduler = schedule.Scheduler()
+    for at in config.run_at:
+        try:
+            scheduler.every().day.at(at, config.timezone).do(job)
+        except ImportError:
+            raise BackupError(
+                "--timezone needs the 'pytz' package",
+                hint=f"run: {sys.executable} -m pip install -r requirements.txt",
+            ) from None
+        except Exception as exc:  # pytz's UnknownTimeZoneError and schedule's errors
+            raise _usage_error(
+                f"cannot schedule {at} in time zone {config.timezone!r} ({exc!r})",
+                "use a zone name like Asia/Shanghai",
+            ) from exc
+    return scheduler
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM; a sleep in progress is cut short, a backup in progress is not."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.sleeping = False
+
+    def request(self, *_: object) -> None:
+        self.requested = True
+        if self.sleeping:
+            raise _StopSleeping
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, unless a stop was requested; a stop during the sleep ends it at once."""
+        try:
+            self.sleeping = True
+            if not self.requested:
+                time.sleep(seconds)
+        except _StopSleeping:
+            pass
+        finally:
+            self.sleeping = False
+
+
+class _StopSleeping(Exception):
+    pass
+
+
+def run_scheduler(
+    config: Config,
+    job: Callable[[str], None],
+    *,
+    stop: StopFlag,
+    say: Callable[[str], None],
+    sleep: Callable[[float], None] | None = None,
+) -> None:
+    """Back up at each ``run_at`` time until ``stop`` is requested.
+
+    ``job(trigger)`` must not raise: schedule ends ``run_pending`` on an exception and
+    would leave ``next_run`` unchanged, firing again on every loop. ``schedule`` never
+    runs missed jobs, so a start long after the last backup catches up at once; missed
+    days collapse into a single run.
+    """
+    scheduler = build_scheduler(config, lambda: job("schedule"))
+    sleep = sleep or stop.sleep
+
+    def say_next() -> None:
+        next_run = scheduler.next_run
+        wait = max(0.0, scheduler.idle_seconds or 0.0)
+        say(f"Next backup: {next_run:%Y-%m-%d %H:%M:%S} (in {_format_age(wait + 59)})")
+
+    times = ", ".join(config.run_at)
+    zone = f" {config.timezone}" if config.timezone else ""
+    say(f"Scheduler started: backups daily at {times}{zone}. Stop with Ctrl+C.")
+    if needs_catch_up(config, now=_now_local()):
+        say("No backup from the last 24 hours: backing up now.")
+        job("schedule")
+    say_next()
+    while not stop.requested:
+        idle = scheduler.idle_seconds
+        sleep(
+            min(
+                max(idle if idle is not None else SCHEDULER_MAX_SLEEP_S, 0.0),
+                SCHEDULER_MAX_SLEEP_S,
+            )
+        )
+        if stop.requested:
+            break
+        before = [j.next_run for j in scheduler.jobs]
+        scheduler.run_pending()
+        if [j.next_run for j in scheduler.jobs] != before:
+            say_next()
+
+
+# ======================================================================================
+# Platform integration: Windows Task Scheduler and cron
+# ======================================================================================
+
+
+def _run_arguments(config: Config) -> list[str]:
+    args = ["--run"]
+    if config.config_file is not None:
+        args += ["--config", str(config.config_file)]
+    return args
+
+
+def _batch_quote(text: str) -> str:
+    # Inside double quotes cmd.exe still expands %VAR%; double the percent signs.
+    return '"' + text.replace("%", "%%") + '"'
+
+
+def render_windows_batch(config: Config, *, python: str) -> str:
+    """The batch file Task Scheduler runs: one backup, output appended to a log, exit code kept."""
+    args = " ".join(a if a.startswith("-") else _batch_quote(a) for a in _run_arguments(config))
+    log = f'"%~dp0{TASK_LOG_FILE_NAME}"'
+    lines = [
+        "@echo off",
+        f"rem Runs one backup of this app's databases; written by {SCRIPT_NAME} --windows-task.",
+        'rem Task Scheduler\'s "Last Run Result" shows the exit code: 0 ok, 1 failed, 2 bad',
+        "rem configuration, 75 another backup was running.",
+        'cd /d "%~dp0"',
+        f'{_batch_quote(python)} "%~dp0{SCRIPT_NAME}" {args} --trigger task >> {log} 2>&1',
+        "exit /b %ERRORLEVEL%",
+    ]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _task_name(app_root: Path) -> str:
+    folder = re.sub(r"[^A-Za-z0-9_-]+", "_", app_root.name).strip("_") or "app"
+    return f"DatabaseBackup_{folder}"
+
+
+def render_schtasks_commands(config: Config, batch: Path) -> list[str]:
+    """schtasks lines that create a daily task per ``run_at`` time, then one to test it."""
+    name = _task_name(config.app_root)
+    target = '"\\"' + str(batch) + '\\""'
+    lines = []
+    for index, at in enumerate(config.run_at):
+        task = name if index == 0 else f"{name}_{index + 1}"
+        lines.append(f'schtasks /Create /SC DAILY /ST {at[:5]} /TN "{task}" /TR {target} /F')
+    lines.append(f'schtasks /Run /TN "{name}"')
+    return lines
+
+
+def render_cron_lines(config: Config, *, python: str, script: Path) -> list[str]:
+    """crontab lines, one per ``run_at`` time, with absolute paths; % is escaped for cron."""
+    command = " ".join(
+        [
+            "cd",
+            shlex.quote(str(config.app_root)),
+            "&&",
+            shlex.quote(python),
+            shlex.quote(str(script)),
+            *(shlex.quote(a) for a in _run_arguments(config)),
+            "--trigger",
+            "cron",
+            ">>",
+            shlex.quote(str(config.app_root / "database_backup_cron.log")),
+            "2>&1",
+        ]
+    ).replace("%", "\\%")
+    lines = []
+    for at in config.run_at:
+        hour, minute = at.split(":")[:2]
+        lines.append(f"{int(minute)} {int(hour)} * * * {command}")
+    return lines
+
+
+# ======================================================================================
+# CLI
+# ======================================================================================
+
+
+@dataclasses.dataclass(frozen=True)
+class Symbols:
+    """Status marks; plain ASCII on consoles that cannot show the emoji."""
+
+    ok: str
+    fail: str
+    warn: str
+    info: str
+    prune: str
+    start: str
+
+    @classmethod
+    def for_stream(cls, stream: TextIO) -> Symbols:
+        fancy = cls("✅", "❌", "⚠️", "ℹ️", "🗑️", "🔰")
+        encoding = getattr(stream, "encoding", None) or "ascii"
+        try:
+            "".join(dataclasses.astuple(fancy)).encode(encoding)
+        except (UnicodeEncodeError, LookupError):
+            return cls("[OK]", "[FAILED]", "[WARN]", "[INFO]", "[DELETED]", "==>")
+        return fancy
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one action and its options."""
+    parser = argparse.ArgumentParser(
+        prog=SCRIPT_NAME,
+        description="Verified, rotated backups of a web app's SQLite databases.",
+        epilog=(
+            "Exit codes: 0 ok; 1 a backup or check failed; 2 bad usage or configuration; "
+            "75 another run holds the lock. --check uses 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
+        ),
+    )
+    actions = parser.add_argument_group("actions (choose one)").add_mutually_exclusive_group()
+    act = actions.add_argument
+    act(
+        "--run",
+        action="store_true",
+        help="back up every database now, prune, log the run",
+    )
+    act("--history", action="store_true", help="show recent backups, newest first")
+    act("--stats", action="store_true", help="show counts, sizes, ages, disk budget")
+    act(
+        "--show-config",
+        action="store_true",
+        help="print the effective settings as JSON",
+    )
+    act(
+        "--schedule",
+        action="store_true",
+        help="stay running; back up daily at --at times",
+    )
+    act(
+        "--windows-task",
+        action="store_true",
+        help=f"write {BATCH_FILE_NAME}, print schtasks lines",
+    )
+    act(
+        "--cron",
+        action="store_true",
+        help="print crontab lines and how to install them",
+    )
+
+    opt = parser.add_argument_group("settings (override the config file)").add_argument
+    opt(
+        "--config",
+        metavar="FILE",
+        help=f"JSON settings (default: {DEFAULT_CONFIG_FILE} if present)",
+    )
+    opt(
+        "--db",
+        action="append",
+        metavar="[NAME=]PATH",
+        help="a database to back up (repeatable; replaces the defaults)",
+    )
+    opt(
+        "--backup-dir",
+        metavar="DIR",
+        help=f"where backups go (default: {DEFAULT_BACKUP_DIR})",
+    )
+    opt("--log-file", metavar="FILE", help=f"the run log (default: {DEFAULT_LOG_FILE})")
+    opt(
+        "--keep-days",
+        type=int,
+        metavar="N",
+        help=f"delete backups older than N days (default: {DEFAULT_KEEP_DAYS})",
+    )
+    opt(
+        "--keep-last",
+        type=int,
+        metavar="N",
+        help=f"but always keep the newest N (default: {DEFAULT_KEEP_LAST})",
+    )
+    opt(
+        "--busy-timeout",
+        type=float,
+        metavar="S",
+        help=f"wait this long for a locked database (default: {DEFAULT_BUSY_TIMEOUT:g})",
+    )
+    opt(
+        "--lock-timeout",
+        type=float,
+        metavar="S",
+        help=f"wait this long for another run (default: {DEFAULT_LOCK_TIMEOUT:g})",
+    )
+    opt(
+        "--log-max-runs",
+        type=int,
+        metavar="N",
+        help=f"runs kept in the log (default: {DEFAULT_LOG_MAX_RUNS})",
+    )
+    opt(
+        "--at",
+        action="append",
+        metavar="HH:MM",
+        help=f"daily time for --schedule, --windows-task, --cron (default {DEFAULT_RUN_AT})",
+    )
+    opt(
+        "--timezone",
+        metavar="AREA/CITY",
+        help="time zone of --at (default: the computer's)",
+    )
+
+    out = parser.add_argument_group("output").add_argument
+    out(
+        "--json",
+        action="store_true",
+        help="print one JSON document (--run, --history, --stats)",
+    )
+    out(
+        "--limit",
+        type=int,
+        default=DEFAULT_HISTORY_LIMIT,
+        metavar="N",
+        help="rows of --history",
+    )
+    out(
+        "--trigger",
+        choices=TRIGGERS,
+        default="manual",
+        help="recorded in the log (set by the scheduler, the .bat and cron)",
+    )
+    out(
+        "--python",
+        metavar="PATH",
+        help="interpreter written into the .bat or crontab line (default: this one)",
+    )
+    out("--debug", action="store_true", help="show tracebacks")
+    out("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+class Output:
+    """Where the CLI writes: stdout for results, stderr for errors and progress."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out, self.err = out, err
+        self.symbols = Symbols.for_stream(out)
+
+    def say(self, text: str = "") -> None:
+        self._write(self.out, text + "\n")
+
+    def warn(self, text: str) -> None:
+        self._write(self.err, f"{self.symbols.warn} warning: {text}\n")
+
+    def error(self, text: str) -> None:
+        self._write(self.err, text + "\n")
+
+    @staticmethod
+    def _write(stream: TextIO, text: str) -> None:
+        # A closed pipe or console (``| head``, a task whose window closed) must never
+        # abort a backup half-way: output is a courtesy, the run log is the record.
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def print_json(self, data: Any) -> None:
+        self.say(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _cmd_run(config: Config, args: argparse.Namespace, io: Output) -> int:
+    sym = io.symbols
+    rule = "=" * 72
+    if not args.json:
+        io.say(rule)
+        io.say(f"{sym.start} Database backup - {dt.datetime.now():%Y-%m-%d %H:%M:%S}")
+        io.say(rule)
+
+    def on_result(result: BackupResult) -> None:
+        if args.json:
+            return
+        if result.status == "ok":
+            io.say(
+                f"{sym.ok} {result.database}: {Path(result.backup or '').name} "
+                f"({result.size_bytes:,} bytes)"
+            )
+        elif result.status == "skipped":
+            io.say(f"{sym.info} {result.database}: skipped ({result.source} not present)")
+        else:
+            io.say(f"{sym.fail} {result.database}: {result.error}")
+            if result.hint:
+                io.say(f"   hint: {result.hint}")
+
+    report = run_backups(
+        config,
+        trigger=args.trigger,
+        on_result=on_result,
+        on_lock_wait=lambda: io.warn("another run holds the lock; waiting for it to finish"),
+        progress_stream=io.err if io.err.isatty() and not args.json else None,
+    )
+    for warning in report.warnings:
+        io.warn(warning)
+    if args.json:
+        io.print_json(report.to_json())
+    else:
+        ok = [r for r in report.results if r.status == "ok"]
+        pruned = [p for r in report.results for p in r.pruned]
+        for path in pruned:
+            io.say(f"{sym.prune} pruned {Path(path).name}")
+        io.say(rule)
+        status = (
+            f"{sym.fail} Backup finished with failures"
+            if report.failed
+            else f"{sym.ok} Backup finished"
+        )
+        io.say(status)
+        io.say(f"   backups made: {len(ok)}, {sum(r.size_bytes or 0 for r in ok):,} bytes")
+        io.say(f"   old backups pruned: {len(pruned)}")
+        io.say(f"   folder: {config.backup_dir}")
+        io.say(rule)
+    return ExitCode.FAILED if report.failed else ExitCode.OK
+
+
+def _cmd_history(config: Config, args: argparse.Namespace, io: Output) -> int:
+    if args.limit < 1:
+        raise _usage_error("--limit must be at least 1")
+    log, warning = read_run_log(config.log_file)
+    if warning:
+        io.warn(warning)
+    rows = collect_history(log, args.limit)
+    if args.json:
+        io.print_json({"log_file": str(config.log_file), "backups": rows})
+    else:
+        io.say(render_history(rows, io.symbols))
+    return ExitCode.OK
+
+
+def _cmd_stats(config: Config, args: argparse.Namespace, io: Output) -> int:
+    log, warning = read_run_log(config.log_file)
+    if warning:
+        io.warn(warning)
+    stats = collect_stats(config, log, now=_now_local())
+    if args.json:
+        io.print_json(stats)
+    else:
+        io.say(render_stats(stats, io.symbols))
+    return ExitCode.OK
+
+
+def _cmd_show_config(config: Config, args: argparse.Namespace, io: Output) -> int:
+    io.print_json(config.to_json())
+    return ExitCode.OK
+
+
+def _cmd_schedule(config: Config, args: argparse.Namespace, io: Output) -> int:
+    stop = StopFlag()
+    for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), stop.request)
+
+    def job(trigger: str) -> None:
+        # Never raise into schedule: a failed run is logged and the timetable goes on.
+        job_args = argparse.Namespace(**{**vars(args), "trigger": trigger, "json": False})
+        try:
+            _cmd_run(config, job_args, io)
+        except BackupError as exc:
+            _print_error(io, exc)
+        except Exception as exc:  # noqa: BLE001 - the scheduler must survive anything
+            io.error(f"error: unexpected failure during the backup: {exc!r}")
+            if args.debug:
+                traceback.print_exc(file=io.err)
+
+    build_scheduler(config, lambda: None)  # fail fast on a missing package or bad zone
+    run_scheduler(config, job, stop=stop, say=io.say)
+    io.say("Scheduler stopped.")
+    return ExitCode.OK
+
+
+def _cmd_windows_task(config: Config, args: argparse.Namespace, io: Output) -> int:
+    python = args.python or sys.executable
+    batch = config.app_root / BATCH_FILE_NAME
+    text = render_windows_batch(config, python=python)
+    try:
+        _atomic_write(batch, text.encode("utf-8"))
+        if os.name == "posix":
+            os.chmod(batch, 0o755)
+    except OSError as exc:
+        raise describe_os_error(exc, batch, "writing") from exc
+    io.say(f"{io.symbols.ok} Wrote {batch}")
+    io.say("")
+    io.say("Create the daily task (run in an administrator Command Prompt):")
+    commands = render_schtasks_commands(config, batch)
+    for line in commands[:-1]:
+        io.say(f"  {line}")
+    io.say("Then run it once now to test it:")
+    io.say(f"  {commands[-1]}")
+    io.say("")
+    io.say(
+        "The first command makes Task Scheduler start the batch file every day at that time, "
+        f"replacing a task of the same name; the batch appends its output to {TASK_LOG_FILE_NAME}."
+    )
+    io.say(
+        "The second starts the task at once: afterwards, 'Last Run Result' in Task Scheduler "
+        "should be 0x0, and --history should show the new backup."
+    )
+    return ExitCode.OK
+
+
+def _cmd_cron(config: Config, args: argparse.Namespace, io: Output) -> int:
+    lines = render_cron_lines(
+        config, python=args.python or sys.executable, script=Path(__file__).resolve()
+    )
+    io.say("# crontab line(s): back up daily at " + ", ".join(config.run_at))
+    for line in lines:
+        io.say(line)
+    io.say("")
+    io.say("Install them for this user with:")
+    for line in lines:
+        io.say(f"  (crontab -l 2>/dev/null; echo {shlex.quote(line)}) | crontab -")
+    if config.timezone:
+        io.say(f"Note: cron uses the computer's time zone, not {config.timezone}.")
+    return ExitCode.OK
+
+
+_COMMANDS: dict[str, Callable[[Config, argparse.Namespace, Output], int]] = {
+    "run": _cmd_run,
+    "history": _cmd_history,
+    "stats": _cmd_stats,
+    "show_config": _cmd_show_config,
+    "schedule": _cmd_schedule,
+    "windows_task": _cmd_windows_task,
+    "cron": _cmd_cron,
+}
+
+
+def _print_error(io: Output, exc: BackupError) -> None:
+    io.error(f"{io.symbols.fail} error: {exc.message}")
+    if exc.hint:
+        io.error(f"   hint: {exc.hint}")
+
+
+def _safe_streams() -> tuple[TextIO, TextIO]:
+    """stdout and stderr that replace what the console cannot encode instead of crashing."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="replace")
+            except (ValueError, OSError):
+                pass
+    return sys.stdout, sys.stderr
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line, run one action, and turn errors into a message and an exit code."""
+    out, err = _safe_streams()
+    io = Output(out, err)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    action = next((name for name in _COMMANDS if getattr(args, name, False)), None)
+    if action is None:
+        parser.print_usage(err)
+        err.write(f"{SCRIPT_NAME}: error: choose an action, e.g. --run (see --help)\n")
+        return ExitCode.USAGE
+    try:
+        config = build_config(args)
+        return _COMMANDS[action](config, args, io)
+    except BackupError as exc:
+        if args.debug:
+            traceback.print_exc(file=err)
+        _print_error(io, exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        io.error("interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - no traceback reaches the user without --debug
+        if args.debug:
+            traceback.print_exc(file=err)
+        _print_error(
+            io,
+            BackupError(f"unexpected error: {exc!r}", hint="rerun with --debug and report it"),
+        )
+        return ExitCode.FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
