@@ -48,7 +48,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TextIO
@@ -76,10 +76,15 @@ DEFAULT_LOCK_TIMEOUT = 300.0
 DEFAULT_LOG_MAX_RUNS = 1000
 DEFAULT_RUN_AT = "03:00"
 DEFAULT_HISTORY_LIMIT = 20
-DISK_BUDGET_PERCENT = 5.0
+DEFAULT_MAX_AGE_HOURS = 24.0
+DEFAULT_MAX_DISK_PERCENT = 5.0
+DEFAULT_MAX_SHRINK_PERCENT = 50.0
+# --check allows the daily run this long past --max-age before calling a backup stale.
+CHECK_GRACE = dt.timedelta(hours=1)
 
 TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S"
 BACKUP_SUFFIX = ".bak"
+SAFETY_SUFFIX = ".pre-restore"
 TEMP_PREFIX = ".dbbackup-"
 LOCK_FILE_NAME = ".database_backup.lock"
 BATCH_FILE_NAME = "run_database_backup.bat"
@@ -175,6 +180,9 @@ class Config:
     log_max_runs: int = DEFAULT_LOG_MAX_RUNS
     run_at: tuple[str, ...] = (DEFAULT_RUN_AT,)
     timezone: str | None = None
+    max_age_hours: float = DEFAULT_MAX_AGE_HOURS
+    max_disk_percent: float = DEFAULT_MAX_DISK_PERCENT
+    max_shrink_percent: float = DEFAULT_MAX_SHRINK_PERCENT
     config_file: Path | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -195,6 +203,9 @@ class Config:
             "log_max_runs": self.log_max_runs,
             "run_at": list(self.run_at),
             "timezone": self.timezone,
+            "max_age_hours": self.max_age_hours,
+            "max_disk_percent": self.max_disk_percent,
+            "max_shrink_percent": self.max_shrink_percent,
         }
 
 
@@ -205,6 +216,9 @@ _NUMBER_SETTINGS: dict[str, tuple[type, float]] = {
     "busy_timeout": (float, 0),
     "lock_timeout": (float, 0),
     "log_max_runs": (int, 1),
+    "max_age_hours": (float, 0.01),
+    "max_disk_percent": (float, 0.01),
+    "max_shrink_percent": (float, 0),
 }
 _PATH_SETTINGS = ("backup_dir", "log_file")
 _CONFIG_KEYS = {"databases", "run_at", "timezone", *_NUMBER_SETTINGS, *_PATH_SETTINGS}
@@ -429,6 +443,19 @@ def is_backup_name(filename: str, name: str | None = None) -> bool:
     """True when ``filename`` is a backup's name (of database ``name``, when given)."""
     parsed = parse_backup_name(filename)
     return parsed is not None and (name is None or parsed.name == name)
+
+
+def format_safety_name(name: str, taken_at: dt.datetime, seq: int = 0) -> str:
+    """The name of the copy a restore keeps of the database it replaces; never a backup's name."""
+    counter = f"-{seq}" if seq else ""
+    return f"{name}.{taken_at.strftime(TIMESTAMP_FORMAT)}{counter}{SAFETY_SUFFIX}"
+
+
+def parse_restorable_name(filename: str) -> BackupName | None:
+    """Parse a backup's name, or a safety copy's (so that a restore can be undone)."""
+    if filename.endswith(SAFETY_SUFFIX):
+        filename = filename[: -len(SAFETY_SUFFIX)] + BACKUP_SUFFIX
+    return parse_backup_name(filename)
 
 
 def format_temp_name(name: str) -> str:
@@ -681,8 +708,8 @@ class _ProgressReporter:
             self.stream.flush()
 
 
-def _copy_database(source: Path, temp: Path, busy_timeout: float) -> None:
-    """Copy ``source`` into ``temp`` with SQLite's online backup API, in one step.
+def _snapshot(src: sqlite3.Connection, temp: Path, busy_timeout: float) -> None:
+    """Copy the database open on ``src`` into the empty file ``temp``, in one step.
 
     One step (pages=-1) copies a consistent snapshot; chunked steps restart for ever
     while the app writes. The destination skips its journal and sync (it is a
@@ -697,44 +724,102 @@ def _copy_database(source: Path, temp: Path, busy_timeout: float) -> None:
             if time.monotonic() - started >= busy_timeout:
                 raise _BusyTimeout
 
-    src = sqlite3.connect(
-        sqlite_uri(source, "rw"), uri=True, timeout=busy_timeout, isolation_level=None
-    )
+    dst = sqlite3.connect(str(temp), isolation_level=None)
     try:
-        dst = sqlite3.connect(str(temp), isolation_level=None)
-        try:
-            dst.execute("PRAGMA journal_mode=OFF")
-            dst.execute("PRAGMA synchronous=OFF")
-            src.backup(dst, pages=-1, progress=give_up_when_busy)
-            # A copy of a WAL database is a WAL database; make it one self-contained file.
-            dst.execute("PRAGMA journal_mode=DELETE")
-        finally:
-            dst.close()
+        dst.execute("PRAGMA journal_mode=OFF")
+        dst.execute("PRAGMA synchronous=OFF")
+        src.backup(dst, pages=-1, progress=give_up_when_busy)
+        # A copy of a WAL database is a WAL database; make it one self-contained file.
+        dst.execute("PRAGMA journal_mode=DELETE")
     finally:
-        src.close()
+        dst.close()
 
 
-def _publish(temp: Path, backup_dir: Path, name: str, taken_at: dt.datetime) -> Path:
-    """Give a finished temporary file its backup name without ever replacing a file."""
-    for seq in range(10000):
-        final = backup_dir / format_backup_name(name, taken_at, seq)
-        if os.path.lexists(final):
-            continue
+def _new_temp_file(folder: Path, name: str) -> Path:
+    """Create an empty owner-only temporary file; O_EXCL never follows a planted link."""
+    temp = folder / format_temp_name(name)
+    try:
+        os.close(os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        raise describe_os_error(exc, folder, "writing a temporary file into") from exc
+    return temp
+
+
+def _remove_temp_file(temp: Path) -> None:
+    for leftover in (temp, Path(f"{temp}-journal")):
         try:
-            # A hard link fails if the name exists: no window in which a file is replaced.
-            os.link(temp, final)
-        except FileExistsError:
-            continue
+            os.unlink(leftover)
         except OSError:
-            # File systems without hard links (FAT, some shares): rename, which on
-            # Windows refuses an existing name; on POSIX the run lock guards the check.
+            pass
+
+
+def _seal(temp: Path, what: str) -> tuple[int, str]:
+    """Verify a finished copy with quick_check while hashing and fsyncing it: (size, sha256).
+
+    The two run in parallel: SQLite and hashlib both release the GIL.
+    """
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            checked = pool.submit(check_database_file, temp)
+            hashed = pool.submit(_hash_and_sync, temp)
+            verdict, digest = checked.result(), hashed.result()
+        size = temp.stat().st_size
+    except OSError as exc:
+        raise describe_os_error(exc, temp, "verifying") from exc
+    if verdict != "ok":
+        raise BackupError(
+            f"the copy of {what} failed verification ({verdict})",
+            hint=f'the database may be damaged: sqlite3 "{what}" "PRAGMA integrity_check"',
+        )
+    return size, digest
+
+
+def _publish(temp: Path, folder: Path, candidates: Iterable[str]) -> Path:
+    """Give a sealed temporary file the first free name of ``candidates``; never replace a file."""
+    try:
+        for candidate in candidates:
+            final = folder / candidate
             if os.path.lexists(final):
                 continue
-            os.rename(temp, final)
+            try:
+                # A hard link fails if the name exists: no window in which a file is replaced.
+                os.link(temp, final)
+            except FileExistsError:
+                continue
+            except OSError:
+                # File systems without hard links (FAT, some shares): rename, which on
+                # Windows refuses an existing name; on POSIX the run lock guards the check.
+                if os.path.lexists(final):
+                    continue
+                os.rename(temp, final)
+            else:
+                os.unlink(temp)
+            _fsync_dir(folder)
             return final
-        os.unlink(temp)
-        return final
-    raise BackupError(f"no free backup name for {name} at {taken_at} in {backup_dir}")
+    except OSError as exc:
+        raise describe_os_error(exc, folder, "naming the new file in") from exc
+    raise BackupError(f"no free name left in {folder} for {temp.name}")
+
+
+def _wrap_copy_error(
+    exc: BaseException, source: Path, folder: Path, busy_timeout: float
+) -> BackupError:
+    """The BackupError for a failed snapshot of ``source`` into ``folder``."""
+    if isinstance(exc, _BusyTimeout):
+        return BackupError(
+            f"{source} stayed locked for {busy_timeout:g} s",
+            hint="a long write transaction holds it; retry later or raise --busy-timeout",
+        )
+    if isinstance(exc, sqlite3.Error):
+        if "disk is full" in str(exc) or "disk I/O" in str(exc):
+            return BackupError(
+                f"cannot write the copy of {source} into {folder} ({exc})",
+                hint=f"free space ({_format_size(_free_bytes(folder))} free now) or move "
+                "--backup-dir",
+            )
+        return _describe_sqlite_error(exc, source)
+    assert isinstance(exc, OSError)
+    return describe_os_error(exc, folder, "writing a copy into")
 
 
 def create_backup(
@@ -754,8 +839,7 @@ def create_backup(
     source = db.path
     if source.is_dir():
         raise BackupError(
-            f"{source} is a folder, not a database file",
-            hint="give the database file's path",
+            f"{source} is a folder, not a database file", hint="give the database file's path"
         )
     if not source.exists():
         raise BackupError(
@@ -766,58 +850,24 @@ def create_backup(
         source_size = source.stat().st_size
     except OSError as exc:
         raise describe_os_error(exc, source, "reading") from exc
-    temp = backup_dir / format_temp_name(db.name)
-    try:
-        fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        os.close(fd)
-    except OSError as exc:
-        raise describe_os_error(exc, backup_dir, "writing a backup into") from exc
+    temp = _new_temp_file(backup_dir, db.name)
     try:
         try:
-            with _ProgressReporter(db.name, temp, source_size, progress_stream):
-                _copy_database(source, temp, busy_timeout)
-        except _BusyTimeout:
-            raise BackupError(
-                f"{source} stayed locked for {busy_timeout:g} s",
-                hint="a long write transaction holds it; retry later or raise --busy-timeout",
-            ) from None
-        except sqlite3.Error as exc:
-            if "disk is full" in str(exc) or "disk I/O" in str(exc):
-                free = _free_bytes(backup_dir)
-                raise BackupError(
-                    f"cannot write the backup of {source} into {backup_dir} ({exc})",
-                    hint=f"free space ({_format_size(free)} free now) or move --backup-dir",
-                ) from exc
-            raise _describe_sqlite_error(exc, source) from exc
-        except OSError as exc:
-            raise describe_os_error(exc, temp, "writing") from exc
-        try:
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                checked = pool.submit(check_database_file, temp)
-                hashed = pool.submit(_hash_and_sync, temp)
-                verdict, digest = checked.result(), hashed.result()
-        except OSError as exc:
-            raise describe_os_error(exc, temp, "verifying") from exc
-        if verdict != "ok":
-            raise BackupError(
-                f"the backup of {source} failed verification ({verdict})",
-                hint=f'the database may be damaged: sqlite3 "{source}" "PRAGMA integrity_check"',
+            src = sqlite3.connect(
+                sqlite_uri(source, "rw"), uri=True, timeout=busy_timeout, isolation_level=None
             )
-        size = temp.stat().st_size
-        try:
-            final = _publish(temp, backup_dir, db.name, taken_at)
-            _fsync_dir(backup_dir)
-        except OSError as exc:
-            raise describe_os_error(exc, backup_dir, "naming the backup in") from exc
-        return final, size, digest
-    finally:
-        for leftover in (temp, Path(f"{temp}-journal")):
             try:
-                os.unlink(leftover)
-            except FileNotFoundError:
-                pass
-            except OSError:
-                pass
+                with _ProgressReporter(db.name, temp, source_size, progress_stream):
+                    _snapshot(src, temp, busy_timeout)
+            finally:
+                src.close()
+        except (_BusyTimeout, sqlite3.Error, OSError) as exc:
+            raise _wrap_copy_error(exc, source, backup_dir, busy_timeout) from exc
+        size, digest = _seal(temp, str(source))
+        names = (format_backup_name(db.name, taken_at, seq) for seq in range(10000))
+        return _publish(temp, backup_dir, names), size, digest
+    finally:
+        _remove_temp_file(temp)
 
 
 def _free_bytes(folder: Path) -> int:
@@ -1131,6 +1181,279 @@ def _backup_one(
 
 
 # ======================================================================================
+# Verify and restore
+# ======================================================================================
+
+
+@dataclasses.dataclass
+class VerifyResult:
+    """One backup checked: SQLite's own check, and its SHA-256 against the run log."""
+
+    path: str
+    database: str | None
+    ok: bool
+    integrity: str
+    sha256: str | None = None
+    expected_sha256: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _path_key(path: Path | str) -> str:
+    return os.path.normcase(os.path.abspath(str(path)))
+
+
+def known_checksums(log: dict[str, Any]) -> dict[str, str]:
+    """The SHA-256 the run log recorded for each backup it made, by absolute path."""
+    checksums = {}
+    for run in log.get("runs", []):
+        for result in run.get("results") or []:
+            if isinstance(result, dict) and result.get("backup") and result.get("sha256"):
+                checksums[_path_key(result["backup"])] = str(result["sha256"])
+    return checksums
+
+
+def verify_backup(path: Path, *, quick: bool = False, expected: str | None = None) -> VerifyResult:
+    """Check one backup, read-only: integrity_check (or quick_check) and its SHA-256."""
+    parsed = parse_restorable_name(path.name)
+    result = VerifyResult(str(path), parsed.name if parsed else None, ok=False, integrity="")
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        result.error = f"cannot read {path}: {exc.strerror or exc}"
+        return result
+    if not stat.S_ISREG(info.st_mode):
+        result.error = f"{path} is not a regular file"
+        return result
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            checked = pool.submit(check_database_file, path, quick=quick)
+            hashed = pool.submit(sha256_file, path)
+            result.integrity, result.sha256 = checked.result(), hashed.result()
+    except OSError as exc:
+        result.error = f"cannot read {path}: {exc.strerror or exc}"
+        return result
+    result.expected_sha256 = expected
+    if result.integrity != "ok":
+        result.error = f"{'quick_check' if quick else 'integrity_check'}: {result.integrity}"
+    elif expected is not None and expected != result.sha256:
+        result.error = "SHA-256 differs from the one recorded when the backup was made"
+    result.ok = result.error is None
+    return result
+
+
+def verify_backups(
+    config: Config, files: Sequence[Path], *, quick: bool, log: dict[str, Any]
+) -> list[VerifyResult]:
+    """Verify the named files, or every backup of the configured databases when none are named."""
+    if not files:
+        found = list_backups(config.backup_dir, [db.name for db in config.databases])
+        files = [b.path for backups in found.values() for b in backups]
+    checksums = known_checksums(log)
+    return [verify_backup(p, quick=quick, expected=checksums.get(_path_key(p))) for p in files]
+
+
+@dataclasses.dataclass(frozen=True)
+class RestorePlan:
+    """Which backup goes back into which database."""
+
+    backup: Path
+    target: Path
+    database: str
+
+
+def plan_restore(config: Config, backup: Path, target: Path | None) -> RestorePlan:
+    """Find the database a backup belongs to (from its name), unless ``target`` is given."""
+    if not backup.is_file():
+        raise BackupError(f"backup {backup} does not exist or is not a file", hint="see --history")
+    parsed = parse_restorable_name(backup.name)
+    if target is None:
+        match = [db for db in config.databases if parsed and db.name == parsed.name]
+        if not match:
+            raise _usage_error(
+                f"{backup.name} does not name a configured database",
+                "give the database to restore into with --target PATH",
+            )
+        target = match[0].path
+    if target.is_dir():
+        raise _usage_error(f"--target {target} is a folder", "give the database file's path")
+    if not target.parent.is_dir():
+        raise _usage_error(f"the folder of {target} does not exist", "check --target")
+    if _path_key(target.parent) == _path_key(config.backup_dir) or _path_key(target) == _path_key(
+        backup
+    ):
+        raise _usage_error(
+            f"will not restore into {target}: it is in the backup folder",
+            "give the app's database with --target",
+        )
+    name = parsed.name if parsed else target.name
+    return RestorePlan(backup=backup, target=target, database=name)
+
+
+def _app_still_open(target: Path, cause: str) -> BackupError:
+    return BackupError(
+        f"{target} is still in use by another process ({cause}); nothing was changed",
+        hint="stop the app (and anything else using the database) first, then restore again",
+    )
+
+
+def _lock_for_restore(target: Path, wait: float) -> tuple[sqlite3.Connection, bool]:
+    """Open ``target`` holding SQLite's exclusive lock until closed; return (conn, was_wal).
+
+    A WAL database cannot leave WAL mode while any other connection has it open, so
+    that switch is how an app holding it open is seen. A rollback-journal database
+    shows only an open transaction, through BEGIN EXCLUSIVE. Opening also replays a
+    hot WAL or rolls back a hot journal left by a crashed app, before the safety copy.
+    """
+    conn = sqlite3.connect(sqlite_uri(target, "rw"), uri=True, timeout=wait, isolation_level=None)
+    try:
+        was_wal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
+        deadline = time.monotonic() + wait
+        while was_wal:
+            try:
+                mode = str(conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]).lower()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                mode = "wal"
+            if mode != "wal":
+                break
+            if time.monotonic() >= deadline:
+                raise _app_still_open(target, "it has the WAL database open")
+            time.sleep(0.2)
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+        try:
+            conn.execute("BEGIN EXCLUSIVE")
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            conn.execute("PRAGMA locking_mode=NORMAL")
+            if was_wal:
+                conn.execute("PRAGMA journal_mode=WAL")
+            raise _app_still_open(target, f"it holds a transaction: {exc}") from exc
+        return conn, was_wal
+    except BaseException:
+        conn.close()
+        raise
+
+
+def _write_safety_copy(
+    conn: sqlite3.Connection, config: Config, name: str, taken_at: dt.datetime
+) -> Path:
+    """Copy the database about to be replaced next to the backups, verified, owner-only."""
+    temp = _new_temp_file(config.backup_dir, name)
+    try:
+        try:
+            _snapshot(conn, temp, config.busy_timeout)
+        except (_BusyTimeout, sqlite3.Error, OSError) as exc:
+            raise _wrap_copy_error(exc, Path(name), config.backup_dir, 0) from exc
+        _seal(temp, name)
+        names = (format_safety_name(name, taken_at, seq) for seq in range(10000))
+        return _publish(temp, config.backup_dir, names)
+    finally:
+        _remove_temp_file(temp)
+
+
+def restore_backup(
+    config: Config, plan: RestorePlan, *, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """Put a verified backup back into its database through SQLite; log it; return the record.
+
+    The database is held under SQLite's exclusive lock from before the safety copy
+    until the restored content is in place, so no process reads a half-restored
+    file, and a hot WAL can never be replayed over the restored data.
+    """
+    started = now or _now_local()
+    record: dict[str, Any] = {
+        "kind": "restore",
+        "started_at": _iso(started),
+        "trigger": "manual",
+        "database": plan.database,
+        "backup": str(plan.backup),
+        "target": str(plan.target),
+        "safety_copy": None,
+        "status": "failed",
+        "error": None,
+    }
+    checked = verify_backup(plan.backup)
+    if not checked.ok:
+        raise BackupError(
+            f"refusing to restore from {plan.backup}: {checked.error}; nothing was changed",
+            hint="pick another backup (see --history, --verify)",
+        )
+    ensure_backup_dir(config.backup_dir)
+    with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout):
+        try:
+            if plan.target.exists():
+                record["safety_copy"] = str(_restore_in_place(config, plan, started))
+            else:
+                _restore_new_file(plan, config.busy_timeout)
+            record["status"] = "ok"
+        except BackupError as exc:
+            record["error"] = exc.message
+            raise
+        finally:
+            record["finished_at"] = _iso(now or _now_local())
+            append_run(config.log_file, record, max_runs=config.log_max_runs)
+    return record
+
+
+def _restore_in_place(config: Config, plan: RestorePlan, started: dt.datetime) -> Path:
+    conn, was_wal = _lock_for_restore(plan.target, config.busy_timeout)
+    try:
+        safety = _write_safety_copy(conn, config, plan.database, started.replace(tzinfo=None))
+        src = sqlite3.connect(sqlite_uri(plan.backup, "ro") + "&immutable=1", uri=True)
+        try:
+            # Through the target's rollback journal: a crash here leaves the old content.
+            src.backup(conn, pages=-1)
+        except sqlite3.Error as exc:
+            raise BackupError(
+                f"restoring into {plan.target} failed ({exc}); SQLite kept the old content",
+                hint=f"the replaced database is also saved as {safety}",
+            ) from exc
+        finally:
+            src.close()
+        conn.execute("PRAGMA locking_mode=NORMAL")
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # drops the lock
+        if was_wal:
+            conn.execute("PRAGMA journal_mode=WAL")
+        verdict = conn.execute("PRAGMA quick_check").fetchall()
+        if [str(row[0]) for row in verdict] != ["ok"]:
+            raise BackupError(
+                f"{plan.target} failed quick_check after the restore",
+                hint=f"restore the safety copy: --restore {safety} --yes",
+            )
+        return safety
+    finally:
+        conn.close()
+
+
+def _restore_new_file(plan: RestorePlan, busy_timeout: float) -> None:
+    """Recreate a database file that is gone: temporary file, verify, rename."""
+    folder = plan.target.parent
+    temp = _new_temp_file(folder, plan.database)
+    try:
+        src = sqlite3.connect(sqlite_uri(plan.backup, "ro") + "&immutable=1", uri=True)
+        try:
+            _snapshot(src, temp, busy_timeout)
+        except (_BusyTimeout, sqlite3.Error, OSError) as exc:
+            raise _wrap_copy_error(exc, plan.backup, folder, busy_timeout) from exc
+        finally:
+            src.close()
+        _seal(temp, str(plan.backup))
+        try:
+            _publish(temp, folder, [plan.target.name])
+        except BackupError:
+            raise BackupError(
+                f"{plan.target} appeared during the restore; nothing was replaced",
+                hint="stop the app, then restore again",
+            ) from None
+    finally:
+        _remove_temp_file(temp)
+
+
+# ======================================================================================
 # Reports
 # ======================================================================================
 
@@ -1163,10 +1486,11 @@ def collect_history(log: dict[str, Any], limit: int) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "time": run.get("started_at"),
+                    "action": str(run.get("kind")),
                     "database": run.get("database"),
                     "file": run.get("backup"),
                     "size_bytes": None,
-                    "status": f"{run.get('kind')}:{run.get('status')}",
+                    "status": run.get("status"),
                     "error": run.get("error"),
                     "trigger": run.get("trigger"),
                 }
@@ -1177,6 +1501,7 @@ def collect_history(log: dict[str, Any], limit: int) -> list[dict[str, Any]]:
                     rows.append(
                         {
                             "time": run.get("started_at"),
+                            "action": "backup",
                             "database": result.get("database"),
                             "file": result.get("backup"),
                             "size_bytes": result.get("size_bytes"),
@@ -1204,6 +1529,8 @@ def render_history(rows: Sequence[dict[str, Any]], symbols: Symbols) -> str:
             symbols.ok if status == "ok" else symbols.info if status == "skipped" else symbols.fail
         )
         detail = Path(row["file"]).name if row["file"] else (row["error"] or "")
+        if row.get("action") == "restore":
+            detail = f"restored from {detail}"
         if row["file"] and row["error"]:
             detail += f" ({row['error']})"
         lines.append(
@@ -1276,8 +1603,8 @@ def collect_stats(config: Config, log: dict[str, Any], *, now: dt.datetime) -> d
         "disk_total_bytes": disk_total,
         "disk_free_bytes": disk_free,
         "disk_share_percent": share,
-        "disk_budget_percent": DISK_BUDGET_PERCENT,
-        "within_budget": share is None or share <= DISK_BUDGET_PERCENT,
+        "disk_budget_percent": config.max_disk_percent,
+        "within_budget": share is None or share <= config.max_disk_percent,
     }
 
 
@@ -1312,6 +1639,147 @@ def render_stats(stats: dict[str, Any], symbols: Symbols) -> str:
             f"(budget {stats['disk_budget_percent']:g}%)"
         )
         lines.append(f"  free:  {_format_size(stats['disk_free_bytes'])}")
+    return "\n".join(lines)
+
+
+class CheckStatus(enum.IntEnum):
+    """Nagios plugin states: the exit code of --check."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _looks_like_sqlite(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(16) == _SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def collect_check(config: Config, log: dict[str, Any], *, now: dt.datetime) -> dict[str, Any]:
+    """Every figure --check judges, and the problems found, worst first."""
+    stats = collect_stats(config, log, now=now)
+    problems: list[tuple[CheckStatus, str]] = []
+    last_results: dict[str, dict[str, Any]] = {}
+    for run in log.get("runs", []):
+        if run.get("kind", "backup") == "backup":
+            for result in run.get("results") or []:
+                if isinstance(result, dict) and result.get("status") in ("ok", "failed"):
+                    last_results[str(result.get("database"))] = result
+    max_age = dt.timedelta(hours=config.max_age_hours)
+    shrink_floor = 1 - config.max_shrink_percent / 100
+    backups = list_backups(config.backup_dir, [db.name for db in config.databases])
+    next_backup_bytes = 0
+    for db, figures in zip(config.databases, stats["databases"]):
+        name, files = db.name, backups[db.name]
+        source_size = figures["source_size_bytes"]
+        next_backup_bytes += source_size or 0
+        last = last_results.get(name)
+        figures["last_run_status"] = last.get("status") if last else None
+        figures["previous_size_bytes"] = files[1].size if len(files) > 1 else None
+        if not files:
+            if db.required or source_size is not None:
+                problems.append((CheckStatus.CRITICAL, f"{name}: no backup"))
+            continue
+        newest = files[0]
+        age = dt.timedelta(seconds=figures["newest_age_s"])
+        if age > max_age + CHECK_GRACE:
+            problems.append(
+                (
+                    CheckStatus.CRITICAL,
+                    f"{name}: newest backup is {_format_age(age.total_seconds())} old "
+                    f"(limit {config.max_age_hours:g} h)",
+                )
+            )
+        if not _looks_like_sqlite(newest.path):
+            problems.append((CheckStatus.CRITICAL, f"{name}: {newest.path.name} is not SQLite"))
+        if last and last.get("status") == "failed":
+            problems.append((CheckStatus.CRITICAL, f"{name}: last run failed: {last.get('error')}"))
+        previous = figures["previous_size_bytes"]
+        if previous and newest.size < previous * shrink_floor:
+            problems.append(
+                (
+                    CheckStatus.WARNING,
+                    f"{name}: newest backup shrank to {newest.size * 100 / previous:.0f}% of the "
+                    "one before (data lost in the app?)",
+                )
+            )
+        elif source_size and newest.size < source_size * shrink_floor:
+            problems.append(
+                (
+                    CheckStatus.WARNING,
+                    f"{name}: newest backup is {newest.size * 100 / source_size:.0f}% of the "
+                    "database's size",
+                )
+            )
+    share, free = stats["disk_share_percent"], stats["disk_free_bytes"]
+    if share is not None and share > config.max_disk_percent:
+        problems.append(
+            (
+                CheckStatus.WARNING,
+                f"backup folder uses {share:.1f}% of the disk "
+                f"(budget {config.max_disk_percent:g}%)",
+            )
+        )
+    if free is not None and free < next_backup_bytes:
+        problems.append(
+            (
+                CheckStatus.CRITICAL,
+                f"{_format_size(free)} free on the backup disk, the next backup needs "
+                f"{_format_size(next_backup_bytes)}",
+            )
+        )
+    problems.sort(key=lambda item: -item[0])
+    status = problems[0][0] if problems else CheckStatus.OK
+    stats.update(
+        status=status.name,
+        exit_code=int(status),
+        problems=[{"status": level.name, "message": text} for level, text in problems],
+        max_age_hours=config.max_age_hours,
+        max_shrink_percent=config.max_shrink_percent,
+        next_backup_bytes=next_backup_bytes,
+    )
+    return stats
+
+
+def render_check(check: dict[str, Any]) -> str:
+    """A Nagios plugin's output: the verdict on the first line, perfdata after ``|``, details."""
+    problems = check["problems"]
+    if problems:
+        summary = "; ".join(p["message"] for p in problems)
+    else:
+        ages = [d["newest_age_s"] for d in check["databases"] if d["newest_age_s"] is not None]
+        summary = f"{sum(1 for d in check['databases'] if d['backups'])} database(s) backed up"
+        if ages:
+            summary += f", newest backup {_format_age(max(ages))} old at most"
+    perf = []
+    for db in check["databases"]:
+        if db["newest_age_s"] is not None:
+            limit = int(check["max_age_hours"] * 3600)
+            perf.append(f"'{db['database']} age'={int(db['newest_age_s'])}s;;{limit}")
+    if check["disk_share_percent"] is not None:
+        perf.append(
+            f"'backup folder'={check['disk_share_percent']:.3f}%;{check['disk_budget_percent']:g}"
+        )
+    lines = [f"{check['status']}: {summary}" + (" | " + " ".join(perf) if perf else "")]
+    for db in check["databases"]:
+        age = _format_age(db["newest_age_s"]) if db["newest_age_s"] is not None else "-"
+        lines.append(
+            f"{db['database']}: {db['backups']} backup(s), newest {age} old, last run "
+            f"{db['last_run_status'] or 'unknown'}"
+        )
+    if check["disk_free_bytes"] is not None:
+        lines.append(
+            f"backup folder: {_format_size(check['backup_dir_bytes'])}, "
+            f"{check['disk_share_percent']:.2f}% of the disk; "
+            f"{_format_size(check['disk_free_bytes'])} free"
+        )
     return "\n".join(lines)
 
 
@@ -1540,126 +2008,50 @@ def build_parser() -> argparse.ArgumentParser:
         prog=SCRIPT_NAME,
         description="Verified, rotated backups of a web app's SQLite databases.",
         epilog=(
-            "Exit codes: 0 ok; 1 a backup or check failed; 2 bad usage or configuration; "
-            "75 another run holds the lock. --check uses 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
+            "Exit codes: 0 ok; 1 a backup, verify or restore failed; 2 bad usage or "
+            "configuration; 75 another run holds the lock. --check: 0 OK, 1 WARNING, "
+            "2 CRITICAL, 3 UNKNOWN."
         ),
     )
     actions = parser.add_argument_group("actions (choose one)").add_mutually_exclusive_group()
     act = actions.add_argument
-    act(
-        "--run",
-        action="store_true",
-        help="back up every database now, prune, log the run",
-    )
+    act("--run", action="store_true", help="back up every database now, prune, log the run")
     act("--history", action="store_true", help="show recent backups, newest first")
     act("--stats", action="store_true", help="show counts, sizes, ages, disk budget")
-    act(
-        "--show-config",
-        action="store_true",
-        help="print the effective settings as JSON",
-    )
-    act(
-        "--schedule",
-        action="store_true",
-        help="stay running; back up daily at --at times",
-    )
-    act(
-        "--windows-task",
-        action="store_true",
-        help=f"write {BATCH_FILE_NAME}, print schtasks lines",
-    )
-    act(
-        "--cron",
-        action="store_true",
-        help="print crontab lines and how to install them",
-    )
+    act("--verify", nargs="*", metavar="FILE", help="check backups (all when none named)")
+    act("--restore", metavar="FILE", help="put a backup back into its database, safely")
+    act("--check", action="store_true", help="one health verdict for monitoring (Nagios style)")
+    act("--schedule", action="store_true", help="stay running; back up daily at the --at times")
+    act("--windows-task", action="store_true", help=f"write {BATCH_FILE_NAME}; print schtasks")
+    act("--cron", action="store_true", help="print crontab lines and how to install them")
+    act("--show-config", action="store_true", help="print the effective settings as JSON")
 
     opt = parser.add_argument_group("settings (override the config file)").add_argument
-    opt(
-        "--config",
-        metavar="FILE",
-        help=f"JSON settings (default: {DEFAULT_CONFIG_FILE} if present)",
-    )
-    opt(
-        "--db",
-        action="append",
-        metavar="[NAME=]PATH",
-        help="a database to back up (repeatable; replaces the defaults)",
-    )
-    opt(
-        "--backup-dir",
-        metavar="DIR",
-        help=f"where backups go (default: {DEFAULT_BACKUP_DIR})",
-    )
+    opt("--config", metavar="FILE", help=f"JSON settings (default: {DEFAULT_CONFIG_FILE})")
+    opt("--db", action="append", metavar="[NAME=]PATH", help="database to back up (repeatable)")
+    opt("--backup-dir", metavar="DIR", help=f"where backups go (default: {DEFAULT_BACKUP_DIR})")
     opt("--log-file", metavar="FILE", help=f"the run log (default: {DEFAULT_LOG_FILE})")
-    opt(
-        "--keep-days",
-        type=int,
-        metavar="N",
-        help=f"delete backups older than N days (default: {DEFAULT_KEEP_DAYS})",
-    )
-    opt(
-        "--keep-last",
-        type=int,
-        metavar="N",
-        help=f"but always keep the newest N (default: {DEFAULT_KEEP_LAST})",
-    )
-    opt(
-        "--busy-timeout",
-        type=float,
-        metavar="S",
-        help=f"wait this long for a locked database (default: {DEFAULT_BUSY_TIMEOUT:g})",
-    )
-    opt(
-        "--lock-timeout",
-        type=float,
-        metavar="S",
-        help=f"wait this long for another run (default: {DEFAULT_LOCK_TIMEOUT:g})",
-    )
-    opt(
-        "--log-max-runs",
-        type=int,
-        metavar="N",
-        help=f"runs kept in the log (default: {DEFAULT_LOG_MAX_RUNS})",
-    )
-    opt(
-        "--at",
-        action="append",
-        metavar="HH:MM",
-        help=f"daily time for --schedule, --windows-task, --cron (default {DEFAULT_RUN_AT})",
-    )
-    opt(
-        "--timezone",
-        metavar="AREA/CITY",
-        help="time zone of --at (default: the computer's)",
-    )
+    opt("--keep-days", type=int, metavar="N", help=f"prune after N days ({DEFAULT_KEEP_DAYS})")
+    opt("--keep-last", type=int, metavar="N", help=f"keep at least N ({DEFAULT_KEEP_LAST})")
+    opt("--busy-timeout", type=float, metavar="S", help="wait for a locked database (60)")
+    opt("--lock-timeout", type=float, metavar="S", help="wait for another run (300)")
+    opt("--log-max-runs", type=int, metavar="N", help=f"runs kept ({DEFAULT_LOG_MAX_RUNS})")
+    opt("--at", action="append", metavar="HH:MM", help="daily time, repeatable (03:00)")
+    opt("--timezone", metavar="AREA/CITY", help="time zone of --at (the computer's)")
+    opt("--max-age", dest="max_age_hours", type=float, metavar="H", help="--check: hours (24)")
+    opt("--max-disk-percent", type=float, metavar="P", help="disk budget, percent (5)")
+    opt("--max-shrink-percent", type=float, metavar="P", help="--check: shrink alarm (50)")
 
-    out = parser.add_argument_group("output").add_argument
-    out(
-        "--json",
-        action="store_true",
-        help="print one JSON document (--run, --history, --stats)",
-    )
-    out(
-        "--limit",
-        type=int,
-        default=DEFAULT_HISTORY_LIMIT,
-        metavar="N",
-        help="rows of --history",
-    )
-    out(
-        "--trigger",
-        choices=TRIGGERS,
-        default="manual",
-        help="recorded in the log (set by the scheduler, the .bat and cron)",
-    )
-    out(
-        "--python",
-        metavar="PATH",
-        help="interpreter written into the .bat or crontab line (default: this one)",
-    )
-    out("--debug", action="store_true", help="show tracebacks")
-    out("--version", action="version", version=f"%(prog)s {__version__}")
+    more = parser.add_argument_group("action options").add_argument
+    more("--json", action="store_true", help="print one JSON document")
+    more("--limit", type=int, default=DEFAULT_HISTORY_LIMIT, metavar="N", help="--history rows")
+    more("--quick", action="store_true", help="--verify with quick_check (faster)")
+    more("--target", metavar="PATH", help="--restore into this database")
+    more("--yes", action="store_true", help="--restore without asking")
+    more("--trigger", choices=TRIGGERS, default="manual", help="recorded in the run log")
+    more("--python", metavar="PATH", help="interpreter for the .bat or crontab (this one)")
+    more("--debug", action="store_true", help="show tracebacks")
+    more("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
@@ -1847,6 +2239,74 @@ def _cmd_cron(config: Config, args: argparse.Namespace, io: Output) -> int:
     return ExitCode.OK
 
 
+def _cmd_verify(config: Config, args: argparse.Namespace, io: Output) -> int:
+    log, warning = read_run_log(config.log_file)
+    if warning:
+        io.warn(warning)
+    files = [_resolve(name, Path.cwd()) for name in args.verify]
+    results = verify_backups(config, files, quick=args.quick, log=log)
+    failed = [r for r in results if not r.ok]
+    if args.json:
+        io.print_json({"ok": not failed, "backups": [r.to_json() for r in results]})
+    elif not results:
+        io.say(f"{io.symbols.warn} no backups found in {config.backup_dir}")
+    else:
+        for r in results:
+            known = "SHA-256 matches the log" if r.expected_sha256 else "SHA-256 not in the log"
+            text = f"{r.integrity}, {known}" if r.ok else r.error
+            io.say(f"{io.symbols.ok if r.ok else io.symbols.fail} {Path(r.path).name}: {text}")
+        io.say(f"{len(results) - len(failed)} of {len(results)} backup(s) passed")
+    return ExitCode.FAILED if failed else ExitCode.OK
+
+
+def _confirm(io: Output, question: str) -> bool:
+    io.out.write(f"{question} Type yes to go on: ")
+    io.out.flush()
+    try:
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+    except (OSError, ValueError):
+        return False
+
+
+def _cmd_restore(config: Config, args: argparse.Namespace, io: Output) -> int:
+    target = _resolve(args.target, Path.cwd()) if args.target else None
+    plan = plan_restore(config, _resolve(args.restore, Path.cwd()), target)
+    question = f"Replace {plan.target} with {plan.backup.name}? The app must be stopped."
+    if not args.yes:
+        if not (sys.stdin.isatty() and io.out.isatty()):
+            raise _usage_error(
+                "refusing to restore without confirmation: not on a terminal",
+                "stop the app, then run again with --yes",
+            )
+        if not _confirm(io, question):
+            io.say("Nothing was changed.")
+            return ExitCode.FAILED
+    record = restore_backup(config, plan)
+    if args.json:
+        io.print_json(record)
+        return ExitCode.OK
+    io.say(f"{io.symbols.ok} Restored {plan.target} from {plan.backup.name}")
+    if record["safety_copy"]:
+        io.say(f"   the replaced database is kept as {record['safety_copy']}")
+        io.say(f'   to undo: {SCRIPT_NAME} --restore "{record["safety_copy"]}" --yes')
+    io.say("   start the app again.")
+    return ExitCode.OK
+
+
+def _cmd_check(config: Config, args: argparse.Namespace, io: Output) -> int:
+    log, warning = read_run_log(config.log_file)
+    check = collect_check(config, log, now=_now_local())
+    if warning:
+        check["problems"].append({"status": "WARNING", "message": warning})
+        if check["exit_code"] < CheckStatus.WARNING:
+            check.update(status="WARNING", exit_code=int(CheckStatus.WARNING))
+    if args.json:
+        io.print_json(check)
+    else:
+        io.say(render_check(check))
+    return check["exit_code"]
+
+
 _COMMANDS: dict[str, Callable[[Config, argparse.Namespace, Output], int]] = {
     "run": _cmd_run,
     "history": _cmd_history,
@@ -1855,6 +2315,9 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace, Output], int]] = {
     "schedule": _cmd_schedule,
     "windows_task": _cmd_windows_task,
     "cron": _cmd_cron,
+    "verify": _cmd_verify,
+    "restore": _cmd_restore,
+    "check": _cmd_check,
 }
 
 
@@ -1882,7 +2345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     io = Output(out, err)
     parser = build_parser()
     args = parser.parse_args(argv)
-    action = next((name for name in _COMMANDS if getattr(args, name, False)), None)
+    action = next((name for name in _COMMANDS if getattr(args, name) not in (None, False)), None)
     if action is None:
         parser.print_usage(err)
         err.write(f"{SCRIPT_NAME}: error: choose an action, e.g. --run (see --help)\n")
@@ -1893,6 +2356,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BackupError as exc:
         if args.debug:
             traceback.print_exc(file=err)
+        if action == "check":
+            # A monitor reads the first line and the exit code: UNKNOWN, with the reason.
+            io.say(f"UNKNOWN: {exc.message}")
+            return CheckStatus.UNKNOWN
         _print_error(io, exc)
         return exc.exit_code
     except KeyboardInterrupt:
