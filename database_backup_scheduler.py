@@ -604,28 +604,26 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _hash_and_sync(path: Path) -> str:
-    """SHA-256 of a file, read in chunks, then fsync it so the bytes hashed are on disk."""
-    digest = hashlib.sha256()
+def _fsync_file(path: Path) -> None:
+    """Flush a file's bytes to disk (Windows needs a handle opened for writing)."""
     fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
     try:
-        while True:
-            chunk = os.read(fd, HASH_CHUNK_BYTES)
-            if not chunk:
-                break
-            digest.update(chunk)
         os.fsync(fd)
     finally:
         os.close(fd)
-    return digest.hexdigest()
 
 
 def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, read in chunks."""
+    """SHA-256 of a file, read into one reused buffer (memory stays flat at any size)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(HASH_CHUNK_BYTES), b""):
-            digest.update(chunk)
+    buffer = bytearray(HASH_CHUNK_BYTES)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while True:
+            count = handle.readinto(buffer)
+            if not count:
+                break
+            digest.update(view[:count])
     return digest.hexdigest()
 
 
@@ -676,36 +674,63 @@ class _BusyTimeout(Exception):
     pass
 
 
-class _ProgressReporter:
-    """Shows a copy's progress on a terminal by watching the temporary file grow."""
+def _write_quietly(stream: TextIO, text: str) -> None:
+    """Write and flush; a closed pipe or console must never abort a backup half-way."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
+class _CopyWatcher:
+    """Watches a copy's temporary file grow: flushes it to disk as it goes, shows progress.
+
+    Flushing while SQLite is still writing overlaps the disk's work with the copy, so
+    the fsync after verification finds little left to write; progress is shown only
+    on a terminal, for large databases.
+    """
+
+    FLUSH_EVERY_BYTES = 64 * 1024 * 1024
 
     def __init__(self, label: str, temp: Path, total: int, stream: TextIO | None) -> None:
-        self.label, self.temp, self.total, self.stream = label, temp, total, stream
+        self.label, self.temp, self.total = label, temp, total
+        self.stream = stream if total >= PROGRESS_MIN_BYTES else None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> _ProgressReporter:
-        if self.stream is not None and self.total >= PROGRESS_MIN_BYTES:
+    def __enter__(self) -> _CopyWatcher:
+        if self.total >= self.FLUSH_EVERY_BYTES or self.stream is not None:
             self._thread = threading.Thread(target=self._run, daemon=True)
             self._thread.start()
         return self
 
     def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            try:
-                done = self.temp.stat().st_size
-            except OSError:
-                continue
-            percent = min(99, done * 100 // max(self.total, 1))
-            self.stream.write(f"\r  copying {self.label}: {percent:3d}%")
-            self.stream.flush()
+        try:
+            fd = os.open(self.temp, os.O_RDWR | getattr(os, "O_BINARY", 0))
+        except OSError:
+            return
+        flushed = 0
+        try:
+            while not self._stop.wait(0.2):
+                done = os.fstat(fd).st_size
+                if done - flushed >= self.FLUSH_EVERY_BYTES:
+                    os.fsync(fd)
+                    flushed = done
+                if self.stream is not None:
+                    percent = min(99, done * 100 // max(self.total, 1))
+                    _write_quietly(self.stream, f"\r  copying {self.label}: {percent:3d}%")
+        except OSError:
+            pass  # the final fsync in _seal reports real write errors
+        finally:
+            os.close(fd)
 
     def __exit__(self, *exc: object) -> None:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
-            self.stream.write("\r" + " " * (len(self.label) + 20) + "\r")
-            self.stream.flush()
+        if self.stream is not None:
+            _write_quietly(self.stream, "\r" + " " * (len(self.label) + 20) + "\r")
 
 
 def _snapshot(src: sqlite3.Connection, temp: Path, busy_timeout: float) -> None:
@@ -756,13 +781,15 @@ def _remove_temp_file(temp: Path) -> None:
 def _seal(temp: Path, what: str) -> tuple[int, str]:
     """Verify a finished copy with quick_check while hashing and fsyncing it: (size, sha256).
 
-    The two run in parallel: SQLite and hashlib both release the GIL.
+    The three run in parallel: SQLite, hashlib and fsync all release the GIL.
     """
     try:
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        with ThreadPoolExecutor(max_workers=3) as pool:
             checked = pool.submit(check_database_file, temp)
-            hashed = pool.submit(_hash_and_sync, temp)
+            hashed = pool.submit(sha256_file, temp)
+            synced = pool.submit(_fsync_file, temp)
             verdict, digest = checked.result(), hashed.result()
+            synced.result()
         size = temp.stat().st_size
     except OSError as exc:
         raise describe_os_error(exc, temp, "verifying") from exc
@@ -857,7 +884,7 @@ def create_backup(
                 sqlite_uri(source, "rw"), uri=True, timeout=busy_timeout, isolation_level=None
             )
             try:
-                with _ProgressReporter(db.name, temp, source_size, progress_stream):
+                with _CopyWatcher(db.name, temp, source_size, progress_stream):
                     _snapshot(src, temp, busy_timeout)
             finally:
                 src.close()
@@ -1934,6 +1961,29 @@ def render_windows_batch(config: Config, *, python: str) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
+def _oem_codepage() -> str:
+    if os.name == "nt":  # pragma: no cover - Windows only
+        import ctypes
+
+        return f"cp{ctypes.windll.kernel32.GetOEMCP()}"
+    return "cp437"  # what cmd.exe uses on a US-English Windows, and under wine
+
+
+def encode_windows_batch(text: str, codepage: str | None = None) -> bytes:
+    """Encode a batch file as cmd.exe reads it: in the OEM code page, not UTF-8.
+
+    A path the OEM code page cannot hold (a Chinese user name on an English Windows)
+    is written in UTF-8 after ``chcp 65001``, which Windows 10 and later honour.
+    """
+    if text.isascii():
+        return text.encode("ascii")
+    try:
+        return text.encode(codepage or _oem_codepage())
+    except UnicodeEncodeError:
+        first, rest = text.split("\r\n", 1)
+        return f"{first}\r\nchcp 65001 >nul\r\n{rest}".encode()
+
+
 def _task_name(app_root: Path) -> str:
     folder = re.sub(r"[^A-Za-z0-9_-]+", "_", app_root.name).strip("_") or "app"
     return f"DatabaseBackup_{folder}"
@@ -2062,24 +2112,16 @@ class Output:
         self.out, self.err = out, err
         self.symbols = Symbols.for_stream(out)
 
+    # Output is a courtesy and the run log is the record: a closed pipe or console
+    # (``| head``, a task whose window closed) never aborts a run.
     def say(self, text: str = "") -> None:
-        self._write(self.out, text + "\n")
+        _write_quietly(self.out, text + "\n")
 
     def warn(self, text: str) -> None:
-        self._write(self.err, f"{self.symbols.warn} warning: {text}\n")
+        _write_quietly(self.err, f"{self.symbols.warn} warning: {text}\n")
 
     def error(self, text: str) -> None:
-        self._write(self.err, text + "\n")
-
-    @staticmethod
-    def _write(stream: TextIO, text: str) -> None:
-        # A closed pipe or console (``| head``, a task whose window closed) must never
-        # abort a backup half-way: output is a courtesy, the run log is the record.
-        try:
-            stream.write(text)
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+        _write_quietly(self.err, text + "\n")
 
     def print_json(self, data: Any) -> None:
         self.say(json.dumps(data, indent=2, ensure_ascii=False))
@@ -2198,7 +2240,7 @@ def _cmd_windows_task(config: Config, args: argparse.Namespace, io: Output) -> i
     batch = config.app_root / BATCH_FILE_NAME
     text = render_windows_batch(config, python=python)
     try:
-        _atomic_write(batch, text.encode("utf-8"))
+        _atomic_write(batch, encode_windows_batch(text))
         if os.name == "posix":
             os.chmod(batch, 0o755)
     except OSError as exc:

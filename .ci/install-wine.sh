@@ -16,8 +16,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # `wine` is the /usr/bin/wine launcher; with `wine64` it needs no i386 architecture (no wine32).
-# Recommends (fonts, gstreamer, GL, ...) are left out: cmd.exe and a console stub need none of them.
+# The -win32 compiler alone is enough (the gcc-mingw-w64-x86-64 metapackage adds a -posix twin).
+# Recommends (fonts, gstreamer, GL, mono, ...) are left out: cmd.exe and a console stub need none.
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-    wine wine64 gcc-mingw-w64-x86-64 >/dev/null
-echo "install-wine: installed $(wine --version) and $(x86_64-w64-mingw32-gcc -dumpversion)"
+    wine wine64 gcc-mingw-w64-x86-64-win32 >/dev/null
+echo "install-wine: installed $(WINEDEBUG=-all wine --version) and $(x86_64-w64-mingw32-gcc --version | head -n 1)"

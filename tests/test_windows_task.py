@@ -7,7 +7,7 @@ arguments and the working folder it was given and exits with a chosen code. Noth
 the batch file is the one the CLI writes, and cmd.exe is a real (wine) cmd.exe.
 
 The wine tests skip when wine or x86_64-w64-mingw32-gcc is missing (`.ci/install-wine.sh`
-installs both) or when wine cannot start; the line-ending test needs neither.
+installs both) or when wine cannot start; the two tests of the file as a file need neither.
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ def same_windows_path(seen: str, path: Path) -> bool:
     Under wine a Unix absolute path ("/tmp/x") is also valid for a Windows program whose
     current drive is Z:, so both spellings count.
     """
-    wanted = {ntpath.normcase(ntpath.normpath(p)) for p in (str(path), windows_path(path))}
+    wanted = {
+        ntpath.normcase(ntpath.normpath(p)) for p in (str(path.resolve()), windows_path(path))
+    }
     return ntpath.normcase(ntpath.normpath(seen)) in wanted
 
 
@@ -112,9 +114,10 @@ def wine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wine]:
             # An existing empty folder is a valid new prefix, and wineserver -p needs it to exist.
             "WINEPREFIX": str(tmp_path_factory.mktemp("wineprefix")),
             "WINEDEBUG": "-all",
-            # Headless: no X display; and no wine-mono / wine-gecko install dialogs at boot.
+            # Headless: no X display, no wine-mono / wine-gecko install dialogs at boot, and no
+            # menu entries written into $HOME by winemenubuilder.
             "DISPLAY": "",
-            "WINEDLLOVERRIDES": "mscoree,mshtml=",
+            "WINEDLLOVERRIDES": "mscoree,mshtml=;winemenubuilder.exe=d",
         }
     )
     prefix = Path(env["WINEPREFIX"])
@@ -153,24 +156,26 @@ def wine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wine]:
             )
         yield started
     finally:
-        # wineserver lingers a few seconds after its last client, and wineboot leaves services
-        # running: kill them all so nothing of this prefix outlives the session.
+        # The persistent wineserver and the services wineboot started would outlive the
+        # session: kill them all. The prefix holds ~650 MB of copied DLLs; pytest would keep it.
         subprocess.run(["wineserver", "-k"], env=env, capture_output=True, timeout=60, check=False)
+        shutil.rmtree(prefix, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def python_stub(wine: Wine, tmp_path_factory: pytest.TempPathFactory) -> Stub:
+def python_stub(tmp_path_factory: pytest.TempPathFactory) -> Stub:
     """The stub python.exe, compiled once into a folder whose name has a space."""
     if shutil.which(MINGW_GCC) is None:
         pytest.skip(f"{MINGW_GCC} is not installed (run .ci/install-wine.sh)")
     exe = tmp_path_factory.mktemp("stub") / "my tools" / "python.exe"
     exe.parent.mkdir()
-    subprocess.run(
+    compiled = subprocess.run(
         [MINGW_GCC, "-municode", "-O2", "-Wall", "-o", str(exe), str(STUB_SOURCE)],
-        check=True,
         capture_output=True,
+        text=True,
         timeout=WINE_COMMAND_TIMEOUT_S,
     )
+    assert compiled.returncode == 0, f"{MINGW_GCC} failed on {STUB_SOURCE}:\n{compiled.stderr}"
     return Stub(path=exe, windows_path=windows_path(exe))
 
 
@@ -183,12 +188,10 @@ def app_folder(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def config_file(tmp_path: Path) -> Path:
-    """A config file in a folder whose name has a space."""
-    folder = tmp_path / "my conf"
+def write_config_file(folder: Path) -> Path:
+    """Write an empty (all defaults) JSON config file into `folder`, made here."""
     folder.mkdir()
-    path = folder / "backup.json"
+    path = folder / "backup config.json"
     path.write_text("{}\n", encoding="utf-8")
     return path
 
@@ -294,7 +297,7 @@ def test_batch_file_is_written_next_to_module_whatever_the_working_folder(
 
 @pytest.mark.parametrize("start", ["tmp", "root", "other"])
 def test_batch_changes_to_its_own_folder_from_any_starting_folder(
-    wine: Wine, python_stub: Stub, app_folder: Path, tmp_path: Path, start: str
+    python_stub: Stub, wine: Wine, app_folder: Path, tmp_path: Path, start: str
 ) -> None:
     other = tmp_path / "some other folder"
     other.mkdir()
@@ -307,7 +310,7 @@ def test_batch_changes_to_its_own_folder_from_any_starting_folder(
 
 
 def test_batch_passes_module_path_with_spaces_as_one_argument_then_run_trigger_task(
-    wine: Wine, python_stub: Stub, app_folder: Path, tmp_path: Path
+    python_stub: Stub, wine: Wine, app_folder: Path, tmp_path: Path
 ) -> None:
     batch = write_task_batch(app_folder, "--python", python_stub.windows_path, cwd=tmp_path)
 
@@ -317,9 +320,13 @@ def test_batch_passes_module_path_with_spaces_as_one_argument_then_run_trigger_t
     assert options_of(run.argv[2:]) == {"--run": None, "--trigger": "task"}, run
 
 
+# A percent sign must reach python as itself, not start a cmd.exe %variable%; a non-ASCII
+# letter must survive cmd.exe reading the batch file in its OEM code page.
+@pytest.mark.parametrize("config_folder", ["my conf", "my 50% conf", "my cönf"])
 def test_batch_passes_absolute_config_path_with_spaces_as_one_argument(
-    wine: Wine, python_stub: Stub, app_folder: Path, config_file: Path, tmp_path: Path
+    python_stub: Stub, wine: Wine, app_folder: Path, tmp_path: Path, config_folder: str
 ) -> None:
+    config_file = write_config_file(tmp_path / config_folder)
     # Given relative to the working folder, so the CLI has to make it absolute.
     relative_config = config_file.relative_to(tmp_path)
     batch = write_task_batch(
@@ -341,7 +348,7 @@ def test_batch_passes_absolute_config_path_with_spaces_as_one_argument(
 
 @pytest.mark.parametrize("exit_code", [0, 1, 75])
 def test_batch_exits_with_the_exit_code_of_python(
-    wine: Wine, python_stub: Stub, app_folder: Path, tmp_path: Path, exit_code: int
+    python_stub: Stub, wine: Wine, app_folder: Path, tmp_path: Path, exit_code: int
 ) -> None:
     batch = write_task_batch(app_folder, "--python", python_stub.windows_path, cwd=tmp_path)
 
@@ -351,7 +358,7 @@ def test_batch_exits_with_the_exit_code_of_python(
 
 
 def test_batch_appends_stdout_and_stderr_of_each_run_to_log_in_app_folder(
-    wine: Wine, python_stub: Stub, app_folder: Path, tmp_path: Path
+    python_stub: Stub, wine: Wine, app_folder: Path, tmp_path: Path
 ) -> None:
     other = tmp_path / "some other folder"
     other.mkdir()
