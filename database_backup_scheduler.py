@@ -29,10 +29,12 @@ from __future__ import annotations
 __version__ = "1.0.0"
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
 import errno
+import gzip
 import hashlib
 import json
 import os
@@ -48,10 +50,10 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, NoReturn, TextIO
 
 # ======================================================================================
 # Constants and defaults
@@ -84,6 +86,10 @@ CHECK_GRACE = dt.timedelta(hours=1)
 
 TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S"
 BACKUP_SUFFIX = ".bak"
+# --compress: the standard library's gzip, or zstd when the zstandard package is installed.
+COMPRESSION_SUFFIXES = {"gzip": ".gz", "zstd": ".zst"}
+GZIP_LEVEL = 6
+ZSTD_LEVEL = 3
 SAFETY_SUFFIX = ".pre-restore"
 TEMP_PREFIX = ".dbbackup-"
 LOCK_FILE_NAME = ".database_backup.lock"
@@ -97,6 +103,9 @@ PROGRESS_MIN_BYTES = 32 * 1024 * 1024
 SCHEDULER_MAX_SLEEP_S = 60.0
 CATCH_UP_AGE = dt.timedelta(days=1)
 TRIGGERS = ("manual", "schedule", "task", "cron")
+# SQLite's result codes; the sqlite3 module names them only from Python 3.11.
+SQLITE_BUSY = 5
+SQLITE_LOCKED = 6
 
 
 class ExitCode(enum.IntEnum):
@@ -183,7 +192,13 @@ class Config:
     max_age_hours: float = DEFAULT_MAX_AGE_HOURS
     max_disk_percent: float = DEFAULT_MAX_DISK_PERCENT
     max_shrink_percent: float = DEFAULT_MAX_SHRINK_PERCENT
+    keep_daily: int = 0
+    keep_weekly: int = 0
+    keep_monthly: int = 0
+    compress: str | None = None
     config_file: Path | None = None
+    # Settings given as flags, so that a generated .bat or crontab line passes them on.
+    from_flags: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict, in the config file's own format."""
@@ -206,24 +221,39 @@ class Config:
             "max_age_hours": self.max_age_hours,
             "max_disk_percent": self.max_disk_percent,
             "max_shrink_percent": self.max_shrink_percent,
+            "keep_daily": self.keep_daily,
+            "keep_weekly": self.keep_weekly,
+            "keep_monthly": self.keep_monthly,
+            "compress": self.compress,
         }
 
 
-# Settings a config file and flags share: key -> (type, minimum).
-_NUMBER_SETTINGS: dict[str, tuple[type, float]] = {
-    "keep_days": (int, 0),
-    "keep_last": (int, 1),
-    "busy_timeout": (float, 0),
-    "lock_timeout": (float, 0),
-    "log_max_runs": (int, 1),
-    "max_age_hours": (float, 0.01),
-    "max_disk_percent": (float, 0.01),
-    "max_shrink_percent": (float, 0),
+# Settings a config file and flags share: key -> (type, lowest, highest); a lowest of 0.0
+# for a float means "more than zero".
+_NUMBER_SETTINGS: dict[str, tuple[type, float, float]] = {
+    "keep_days": (int, 0, 36500),
+    "keep_last": (int, 1, 1_000_000),
+    "busy_timeout": (float, 0, 86400),
+    "lock_timeout": (float, 0, 86400),
+    "log_max_runs": (int, 1, 10_000_000),
+    "max_age_hours": (float, 0.0, 87600),
+    "max_disk_percent": (float, 0.0, 100),
+    "max_shrink_percent": (float, 0, 100),
+    "keep_daily": (int, 0, 1_000_000),
+    "keep_weekly": (int, 0, 1_000_000),
+    "keep_monthly": (int, 0, 1_000_000),
 }
 _PATH_SETTINGS = ("backup_dir", "log_file")
-_CONFIG_KEYS = {"databases", "run_at", "timezone", *_NUMBER_SETTINGS, *_PATH_SETTINGS}
+_CONFIG_KEYS = {
+    "databases",
+    "run_at",
+    "timezone",
+    "compress",
+    *_NUMBER_SETTINGS,
+    *_PATH_SETTINGS,
+}
 # A database name becomes part of a file name on Windows and POSIX alike.
-_DATABASE_NAME = re.compile(r'^[^\\/:*?"<>|\x00-\x1f.][^\\/:*?"<>|\x00-\x1f]*(?<![ .])$')
+_DATABASE_NAME = re.compile(r'[^\\/:*?"<>|=\x00-\x1f.][^\\/:*?"<>|=\x00-\x1f]*(?<![ .])')
 _RUN_AT = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
 
 
@@ -257,13 +287,20 @@ def _config_error(source: str, message: str) -> BackupError:
     return _usage_error(f"{source}: {message}", "fix the value, or see --help for each setting")
 
 
+def _flag_name(key: str) -> str:
+    return "--max-age" if key == "max_age_hours" else "--" + key.replace("_", "-")
+
+
 def _check_number(source: str, key: str, value: Any) -> int | float:
-    kind, minimum = _NUMBER_SETTINGS[key]
+    kind, lowest, highest = _NUMBER_SETTINGS[key]
     ok_types = (int,) if kind is int else (int, float)
     if isinstance(value, bool) or not isinstance(value, ok_types):
         raise _config_error(source, f"{key} must be a {kind.__name__}, not {value!r}")
-    if value != value or value in (float("inf"), float("-inf")) or value < minimum:
-        raise _config_error(source, f"{key} must be at least {minimum:g}, not {value!r}")
+    above_zero = isinstance(lowest, float) and lowest == 0.0 and kind is float
+    too_low = value <= 0 if above_zero else value < lowest
+    if value != value or too_low or value > highest:
+        low = "more than 0" if above_zero else f"at least {lowest:g}"
+        raise _config_error(source, f"{key} must be {low} and at most {highest:g}, not {value!r}")
     return kind(value)
 
 
@@ -272,9 +309,17 @@ def _check_run_at(source: str, values: Any) -> tuple[str, ...]:
     if not isinstance(items, list) or not items:
         raise _config_error(source, 'run_at must be "HH:MM" or a list of them')
     for item in items:
-        if not isinstance(item, str) or not _RUN_AT.match(item):
+        if not isinstance(item, str) or not _RUN_AT.fullmatch(item):
             raise _config_error(source, f"run_at {item!r} is not a time of day like 03:00")
     return tuple(dict.fromkeys(items))
+
+
+def _check_compress(source: str, value: Any) -> str | None:
+    if value in (None, "none", False):
+        return None
+    if value not in COMPRESSION_SUFFIXES:
+        raise _config_error(source, f"compress must be gzip, zstd or none, not {value!r}")
+    return str(value)
 
 
 def _databases_from_file(source: str, value: Any, base: Path) -> tuple[DatabaseSpec, ...]:
@@ -330,6 +375,8 @@ def load_config_file(path: Path) -> dict[str, Any]:
             settings[key] = _resolve(value, base)
         elif key == "run_at":
             settings[key] = _check_run_at(source, value)
+        elif key == "compress":
+            settings[key] = _check_compress(source, value)
         elif key == "timezone":
             if value is not None and not isinstance(value, str):
                 raise _config_error(source, "timezone must be a name like Asia/Shanghai")
@@ -356,20 +403,29 @@ def build_config(
         config_file = app_root / DEFAULT_CONFIG_FILE
     if config_file is not None:
         settings.update(load_config_file(config_file))
+    from_flags = []
     if args.db:
         settings["databases"] = tuple(parse_db_argument(value, cwd) for value in args.db)
+        from_flags.append("databases")
     for key in _PATH_SETTINGS:
         if getattr(args, key, None):
             settings[key] = _resolve(getattr(args, key), cwd)
+            from_flags.append(key)
     for key in _NUMBER_SETTINGS:
         value = getattr(args, key, None)
         if value is not None:
-            settings[key] = _check_number(f"--{key.replace('_', '-')}", key, value)
+            settings[key] = _check_number(_flag_name(key), key, value)
+            from_flags.append(key)
     if getattr(args, "at", None):
         settings["run_at"] = _check_run_at("--at", list(args.at))
     if getattr(args, "timezone", None):
         settings["timezone"] = args.timezone
-    config = Config(app_root=app_root, config_file=config_file, **settings)
+    if getattr(args, "compress", None):
+        settings["compress"] = _check_compress("--compress", args.compress)
+        from_flags.append("compress")
+    config = Config(
+        app_root=app_root, config_file=config_file, from_flags=tuple(from_flags), **settings
+    )
     validate_config(config)
     return config
 
@@ -378,7 +434,7 @@ def validate_config(config: Config) -> None:
     """Reject configurations that would make backups collide or land in odd places."""
     seen: dict[str, DatabaseSpec] = {}
     for db in config.databases:
-        if not _DATABASE_NAME.match(db.name):
+        if not _DATABASE_NAME.fullmatch(db.name) or len(db.name.encode()) > 200:
             raise _usage_error(
                 f"database name {db.name!r} cannot be part of a file name",
                 'use letters, digits, "_", "-" and "." (not first or last), e.g. --db main.db=PATH',
@@ -405,7 +461,7 @@ def validate_config(config: Config) -> None:
 _BACKUP_NAME = re.compile(
     r"^(?P<name>.+)\.(?P<stamp>\d{8}_\d{6})(?:-(?P<seq>[1-9]\d{0,3}))?"
     + re.escape(BACKUP_SUFFIX)
-    + "$"
+    + r"(?P<packed>\.gz|\.zst)?$"
 )
 _TEMP_NAME = re.compile(
     r"^" + re.escape(TEMP_PREFIX) + r".*\.[0-9a-f]{16}\.tmp(-journal|-wal|-shm)?$"
@@ -419,24 +475,33 @@ class BackupName:
     name: str
     taken_at: dt.datetime
     seq: int = 0
+    compression: str | None = None
 
 
-def format_backup_name(name: str, taken_at: dt.datetime, seq: int = 0) -> str:
-    """``pet_painting.db.20251028_030000.bak``; a second backup in that second gets ``-1``."""
+def format_backup_name(
+    name: str, taken_at: dt.datetime, seq: int = 0, compression: str | None = None
+) -> str:
+    """``pet_painting.db.20251028_030000.bak``; a second backup in that second gets ``-1``.
+
+    A compressed backup ends in ``.bak.gz`` or ``.bak.zst``.
+    """
     counter = f"-{seq}" if seq else ""
-    return f"{name}.{taken_at.strftime(TIMESTAMP_FORMAT)}{counter}{BACKUP_SUFFIX}"
+    packed = COMPRESSION_SUFFIXES[compression] if compression else ""
+    return f"{name}.{taken_at.strftime(TIMESTAMP_FORMAT)}{counter}{BACKUP_SUFFIX}{packed}"
 
 
 def parse_backup_name(filename: str) -> BackupName | None:
     """The parts of a backup's file name, or None when the name is not one of ours."""
-    match = _BACKUP_NAME.match(filename)
+    match = _BACKUP_NAME.fullmatch(filename)
     if not match:
         return None
     try:
         taken_at = dt.datetime.strptime(match["stamp"], TIMESTAMP_FORMAT)
     except ValueError:
         return None
-    return BackupName(match["name"], taken_at, int(match["seq"] or 0))
+    packed = match["packed"]
+    compression = next((k for k, v in COMPRESSION_SUFFIXES.items() if v == packed), None)
+    return BackupName(match["name"], taken_at, int(match["seq"] or 0), compression)
 
 
 def is_backup_name(filename: str, name: str | None = None) -> bool:
@@ -465,7 +530,7 @@ def format_temp_name(name: str) -> str:
 
 def is_temp_name(filename: str) -> bool:
     """True for this tool's temporary files and SQLite's journals beside them."""
-    return _TEMP_NAME.match(filename) is not None
+    return _TEMP_NAME.fullmatch(filename) is not None
 
 
 # ======================================================================================
@@ -483,6 +548,7 @@ class BackupFile:
     seq: int
     size: int
     file_id: tuple[int, int]
+    compression: str | None = None
 
     @property
     def sort_key(self) -> tuple[dt.datetime, int]:
@@ -503,6 +569,9 @@ class BackupResult:
     error: str | None = None
     hint: str | None = None
     pruned: list[str] = dataclasses.field(default_factory=list)
+    content_sha256: str | None = None  # of the database bytes; differs from sha256 when packed
+    compression: str | None = None
+    linked_to: str | None = None  # an unchanged database shares its previous backup's file
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -539,6 +608,7 @@ def list_backups(backup_dir: Path, names: Sequence[str]) -> dict[str, list[Backu
                 parsed.seq,
                 info.st_size,
                 (info.st_dev, info.st_ino),
+                parsed.compression,
             )
         )
     for backups in found.values():
@@ -745,7 +815,7 @@ def _snapshot(src: sqlite3.Connection, temp: Path, busy_timeout: float) -> None:
 
     def give_up_when_busy(status: int, remaining: int, total: int) -> None:
         # Python's backup loop retries a busy source for ever; bound it.
-        if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        if status in (SQLITE_BUSY, SQLITE_LOCKED):
             if time.monotonic() - started >= busy_timeout:
                 raise _BusyTimeout
 
@@ -849,6 +919,104 @@ def _wrap_copy_error(
     return describe_os_error(exc, folder, "writing a copy into")
 
 
+def _zstandard() -> Any:
+    try:
+        import zstandard
+    except ImportError:
+        raise BackupError(
+            "zstd compression needs the 'zstandard' package",
+            hint=f"run: {sys.executable} -m pip install zstandard (or use --compress gzip)",
+        ) from None
+    return zstandard
+
+
+def _compress_file(src: Path, dst: Path, compression: str) -> None:
+    """Stream ``src`` into ``dst`` compressed, in fixed-size chunks, and fsync it."""
+    with open(src, "rb") as plain, open(dst, "wb") as packed:
+        if compression == "gzip":
+            # mtime=0: the same database always packs to the same bytes.
+            with gzip.GzipFile("", "wb", GZIP_LEVEL, packed, mtime=0) as stream:
+                shutil.copyfileobj(plain, stream, HASH_CHUNK_BYTES)
+        else:
+            compressor = _zstandard().ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
+            compressor.copy_stream(plain, packed, HASH_CHUNK_BYTES, HASH_CHUNK_BYTES)
+        packed.flush()
+        os.fsync(packed.fileno())
+
+
+def _decompress_file(src: Path, dst: Path, compression: str) -> str:
+    """Unpack ``src`` into ``dst``; return the SHA-256 of the unpacked bytes."""
+    digest = hashlib.sha256()
+    if compression == "gzip":
+        stream: Any = gzip.open(src, "rb")
+    else:
+        stream = _zstandard().ZstdDecompressor().stream_reader(open(src, "rb"), closefd=True)
+    with stream, open(dst, "wb") as plain:
+        for chunk in iter(lambda: stream.read(HASH_CHUNK_BYTES), b""):
+            digest.update(chunk)
+            plain.write(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def unpacked_backup(path: Path, compression: str | None) -> Iterator[tuple[Path, str | None]]:
+    """Yield (plain SQLite file, SHA-256 of its bytes or None); a packed backup is unpacked
+    into a temporary file beside it, removed afterwards."""
+    if not compression:
+        yield path, None
+        return
+    temp = _new_temp_file(path.parent, "unpacked")
+    try:
+        try:
+            digest = _decompress_file(path, temp, compression)
+        except BackupError:
+            raise
+        except Exception as exc:  # gzip, zlib and zstandard each raise their own
+            raise BackupError(f"cannot unpack {path}: {exc}") from exc
+        yield temp, digest
+    finally:
+        _remove_temp_file(temp)
+
+
+@dataclasses.dataclass(frozen=True)
+class PreviousBackup:
+    """The newest earlier backup of a database, as the run log recorded it."""
+
+    path: Path
+    sha256: str
+    content_sha256: str
+    compression: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class MadeBackup:
+    """A backup just made: where, how big on disk, its checksums, and what it links to."""
+
+    path: Path
+    size: int
+    sha256: str
+    content_sha256: str
+    compression: str | None = None
+    linked_to: Path | None = None
+
+
+def _link_to_previous(previous: Path, folder: Path, candidates: Iterable[str]) -> Path | None:
+    """Give ``previous`` one more name; None where the file system has no hard links."""
+    for candidate in candidates:
+        final = folder / candidate
+        if os.path.lexists(final):
+            continue
+        try:
+            os.link(previous, final)
+        except FileExistsError:
+            continue
+        except OSError:
+            return None
+        _fsync_dir(folder)
+        return final
+    return None
+
+
 def create_backup(
     db: DatabaseSpec,
     backup_dir: Path,
@@ -856,12 +1024,16 @@ def create_backup(
     taken_at: dt.datetime,
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     progress_stream: TextIO | None = None,
-) -> tuple[Path, int, str]:
-    """Back up one database; return (backup path, size, sha256).
+    compression: str | None = None,
+    previous: PreviousBackup | None = None,
+) -> MadeBackup:
+    """Back up one database.
 
     Copy into a temporary file, verify it with quick_check while hashing and fsyncing,
     then rename: a crash at any moment leaves no file with a backup's name that is
-    not a complete, verified backup.
+    not a complete, verified backup. When the database is unchanged since
+    ``previous`` (same SHA-256, and that file still intact), the new name is a hard
+    link to the previous file instead of a second copy.
     """
     source = db.path
     if source.is_dir():
@@ -877,24 +1049,64 @@ def create_backup(
         source_size = source.stat().st_size
     except OSError as exc:
         raise describe_os_error(exc, source, "reading") from exc
-    temp = _new_temp_file(backup_dir, db.name)
+    temps = [_new_temp_file(backup_dir, db.name)]
     try:
         try:
             src = sqlite3.connect(
                 sqlite_uri(source, "rw"), uri=True, timeout=busy_timeout, isolation_level=None
             )
             try:
-                with _CopyWatcher(db.name, temp, source_size, progress_stream):
-                    _snapshot(src, temp, busy_timeout)
+                with _CopyWatcher(db.name, temps[0], source_size, progress_stream):
+                    _snapshot(src, temps[0], busy_timeout)
             finally:
                 src.close()
         except (_BusyTimeout, sqlite3.Error, OSError) as exc:
             raise _wrap_copy_error(exc, source, backup_dir, busy_timeout) from exc
-        size, digest = _seal(temp, str(source))
-        names = (format_backup_name(db.name, taken_at, seq) for seq in range(10000))
-        return _publish(temp, backup_dir, names), size, digest
+        size, content_sha = _seal(temps[0], str(source))
+
+        def names() -> Iterator[str]:
+            return (format_backup_name(db.name, taken_at, n, compression) for n in range(10000))
+
+        if (
+            previous is not None
+            and previous.content_sha256 == content_sha
+            and previous.compression == compression
+            and _intact(previous)
+        ):
+            linked = _link_to_previous(previous.path, backup_dir, names())
+            if linked is not None:
+                size = linked.stat().st_size
+                return MadeBackup(
+                    linked, size, previous.sha256, content_sha, compression, previous.path
+                )
+        stored, stored_sha = temps[0], content_sha
+        if compression:
+            temps.append(_new_temp_file(backup_dir, db.name))
+            stored = temps[-1]
+            try:
+                _compress_file(temps[0], stored, compression)
+                with unpacked_backup(stored, compression) as (_, unpacked_sha):
+                    pass
+            except OSError as exc:
+                raise describe_os_error(exc, stored, "compressing") from exc
+            if unpacked_sha != content_sha:
+                raise BackupError(f"the compressed copy of {source} does not unpack to the same")
+            size, stored_sha = stored.stat().st_size, sha256_file(stored)
+        final = _publish(stored, backup_dir, names())
+        return MadeBackup(final, size, stored_sha, content_sha, compression)
     finally:
-        _remove_temp_file(temp)
+        for temp in temps:
+            _remove_temp_file(temp)
+
+
+def _intact(previous: PreviousBackup) -> bool:
+    """True when the previous backup is still a regular file with its recorded SHA-256."""
+    try:
+        if not stat.S_ISREG(os.lstat(previous.path).st_mode):
+            return False
+        return sha256_file(previous.path) == previous.sha256
+    except OSError:
+        return False
 
 
 def _free_bytes(folder: Path) -> int:
@@ -981,16 +1193,44 @@ else:
 
 
 def select_expired(
-    backups: Sequence[BackupFile], *, now: dt.datetime, keep_days: int, keep_last: int
+    backups: Sequence[BackupFile],
+    *,
+    now: dt.datetime,
+    keep_days: int,
+    keep_last: int,
+    keep_daily: int = 0,
+    keep_weekly: int = 0,
+    keep_monthly: int = 0,
 ) -> list[BackupFile]:
-    """Select backups older than ``keep_days`` (by their name), never the newest ``keep_last``.
+    """Select the backups to delete; a backup survives if any rule keeps it.
 
-    ``now`` is naive local time, as in backup names. Backups dated in the future (a
-    clock set back) are kept.
+    Rules: the newest ``keep_last`` (at least one, so retention never prunes into
+    nothing); every backup younger than ``keep_days`` by the time in its name
+    (``now`` is naive local time, as in names; a backup dated in the future is
+    kept); and, as restic and borg do, the newest backup of each of the last
+    ``keep_daily`` days, ``keep_weekly`` ISO weeks and ``keep_monthly`` months that
+    have backups.
     """
     ordered = sorted(backups, key=lambda b: b.sort_key, reverse=True)
+    keep = set(range(min(max(keep_last, 1), len(ordered))))
     cutoff = now - dt.timedelta(days=keep_days)
-    return [b for b in ordered[max(keep_last, 1) :] if b.taken_at < cutoff]
+    keep.update(i for i, b in enumerate(ordered) if b.taken_at >= cutoff)
+    periods: list[tuple[int, Callable[[dt.datetime], object]]] = [
+        (keep_daily, lambda t: t.date()),
+        (keep_weekly, lambda t: tuple(t.isocalendar())[:2]),
+        (keep_monthly, lambda t: (t.year, t.month)),
+    ]
+    for count, period_of in periods:
+        seen: set[object] = set()
+        for index, backup in enumerate(ordered):
+            period = period_of(backup.taken_at)
+            if period in seen:
+                continue
+            if len(seen) == count:
+                break
+            seen.add(period)
+            keep.add(index)
+    return [b for i, b in enumerate(ordered) if i not in keep]
 
 
 def prune_backups(expired: Sequence[BackupFile]) -> tuple[list[Path], list[str]]:
@@ -1034,21 +1274,23 @@ def parse_iso(text: Any) -> dt.datetime | None:
 
 
 def read_run_log(path: Path) -> tuple[dict[str, Any], str | None]:
-    """Load the run log without changing it: (log, warning). A damaged log reads as empty."""
+    """Load the run log without changing it: (log, warning).
+
+    A damaged log reads as empty, marked ``damaged`` so that a writer moves it aside;
+    one that cannot be read at all is marked ``unreadable`` so that no writer replaces it.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return {"version": 1, "runs": []}, None
-    except (OSError, UnicodeDecodeError) as exc:
-        return {"version": 1, "runs": []}, f"cannot read run log {path}: {exc}"
+    except OSError as exc:
+        return {"version": 1, "runs": [], "unreadable": True}, (
+            f"cannot read run log {path}: {exc.strerror or exc}"
+        )
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        return {
-            "version": 1,
-            "runs": [],
-            "damaged": True,
-        }, f"run log {path} is damaged ({exc})"
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError included
+        return {"version": 1, "runs": [], "damaged": True}, f"run log {path} is damaged ({exc})"
     if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
         return {"version": 1, "runs": [], "damaged": True}, (
             f'run log {path} is damaged (no "runs" list)'
@@ -1087,10 +1329,13 @@ def append_run(path: Path, run: dict[str, Any], *, max_runs: int) -> str | None:
     fresh one is started.
     """
     log, warning = read_run_log(path)
+    if log.pop("unreadable", False):
+        raise BackupError(f"{warning}; the run was not logged", hint="fix the file's permissions")
     if log.pop("damaged", False):
-        aside = path.with_name(f"{path.name}.damaged-{_now_local().strftime(TIMESTAMP_FORMAT)}")
+        stamp = _now_local().strftime(TIMESTAMP_FORMAT)
+        names = (f"{path.name}.damaged-{stamp}" + (f"-{n}" if n else "") for n in range(1000))
         try:
-            os.replace(path, aside)
+            aside = _publish(path, path.parent, names)
         except OSError as exc:
             raise describe_os_error(exc, path, "moving aside the damaged run log") from exc
         warning = f"{warning}; moved it to {aside} and started a new log"
@@ -1155,8 +1400,12 @@ def run_backups(
         started = now or _now_local()
         report = RunReport(started_at=started, trigger=trigger, results=[])
         report.removed_temp_files = [str(p) for p in remove_stale_temp_files(config.backup_dir)]
+        log, _ = read_run_log(config.log_file)
+        recorded = recorded_backups(log)
+        before = list_backups(config.backup_dir, [db.name for db in config.databases])
         for db in config.databases:
-            result = _backup_one(config, db, started, progress_stream)
+            previous = _previous_backup(before[db.name], recorded)
+            result = _backup_one(config, db, started, progress_stream, previous)
             report.results.append(result)
             if on_result is not None:
                 on_result(result)
@@ -1169,6 +1418,9 @@ def run_backups(
                 now=started.replace(tzinfo=None),
                 keep_days=config.keep_days,
                 keep_last=config.keep_last,
+                keep_daily=config.keep_daily,
+                keep_weekly=config.keep_weekly,
+                keep_monthly=config.keep_monthly,
             )
             deleted, errors = prune_backups(expired)
             result.pruned = [str(p) for p in deleted]
@@ -1180,11 +1432,38 @@ def run_backups(
     return report
 
 
+def recorded_backups(log: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The run log's result for each backup it made, by the backup's absolute path."""
+    recorded = {}
+    for run in log.get("runs", []):
+        for result in run.get("results") or []:
+            if isinstance(result, dict) and isinstance(result.get("backup"), str):
+                recorded[_path_key(result["backup"])] = result
+    return recorded
+
+
+def _path_key(path: Path | str) -> str:
+    return os.path.normcase(os.path.abspath(str(path)))
+
+
+def _previous_backup(
+    backups: Sequence[BackupFile], recorded: dict[str, dict[str, Any]]
+) -> PreviousBackup | None:
+    """The newest backup whose checksums the run log knows, for linking an unchanged database."""
+    for backup in backups:
+        result = recorded.get(_path_key(backup.path))
+        if result and isinstance(result.get("sha256"), str):
+            content = result.get("content_sha256") or result["sha256"]
+            return PreviousBackup(backup.path, result["sha256"], content, backup.compression)
+    return None
+
+
 def _backup_one(
     config: Config,
     db: DatabaseSpec,
     taken_at: dt.datetime,
     progress_stream: TextIO | None,
+    previous: PreviousBackup | None = None,
 ) -> BackupResult:
     result = BackupResult(database=db.name, source=str(db.path), status="ok")
     if not db.required and not db.path.exists():
@@ -1193,14 +1472,18 @@ def _backup_one(
         return result
     started = time.monotonic()
     try:
-        path, size, digest = create_backup(
+        made = create_backup(
             db,
             config.backup_dir,
             taken_at=taken_at.replace(tzinfo=None),
             busy_timeout=config.busy_timeout,
             progress_stream=progress_stream,
+            compression=config.compress,
+            previous=previous,
         )
-        result.backup, result.size_bytes, result.sha256 = str(path), size, digest
+        result.backup, result.size_bytes, result.sha256 = str(made.path), made.size, made.sha256
+        result.content_sha256, result.compression = made.content_sha256, made.compression
+        result.linked_to = str(made.linked_to) if made.linked_to else None
     except BackupError as exc:
         result.status, result.error, result.hint = "failed", exc.message, exc.hint
     result.duration_s = round(time.monotonic() - started, 3)
@@ -1228,20 +1511,6 @@ class VerifyResult:
         return dataclasses.asdict(self)
 
 
-def _path_key(path: Path | str) -> str:
-    return os.path.normcase(os.path.abspath(str(path)))
-
-
-def known_checksums(log: dict[str, Any]) -> dict[str, str]:
-    """The SHA-256 the run log recorded for each backup it made, by absolute path."""
-    checksums = {}
-    for run in log.get("runs", []):
-        for result in run.get("results") or []:
-            if isinstance(result, dict) and result.get("backup") and result.get("sha256"):
-                checksums[_path_key(result["backup"])] = str(result["sha256"])
-    return checksums
-
-
 def verify_backup(path: Path, *, quick: bool = False, expected: str | None = None) -> VerifyResult:
     """Check one backup, read-only: integrity_check (or quick_check) and its SHA-256."""
     parsed = parse_restorable_name(path.name)
@@ -1254,11 +1523,20 @@ def verify_backup(path: Path, *, quick: bool = False, expected: str | None = Non
     if not stat.S_ISREG(info.st_mode):
         result.error = f"{path} is not a regular file"
         return result
+    compression = parsed.compression if parsed else None
+
+    def check() -> str:
+        with unpacked_backup(path, compression) as (plain, _):
+            return check_database_file(plain, quick=quick)
+
     try:
         with ThreadPoolExecutor(max_workers=2) as pool:
-            checked = pool.submit(check_database_file, path, quick=quick)
+            checked = pool.submit(check)
             hashed = pool.submit(sha256_file, path)
             result.integrity, result.sha256 = checked.result(), hashed.result()
+    except BackupError as exc:
+        result.error = exc.message
+        return result
     except OSError as exc:
         result.error = f"cannot read {path}: {exc.strerror or exc}"
         return result
@@ -1278,8 +1556,20 @@ def verify_backups(
     if not files:
         found = list_backups(config.backup_dir, [db.name for db in config.databases])
         files = [b.path for backups in found.values() for b in backups]
-    checksums = known_checksums(log)
-    return [verify_backup(p, quick=quick, expected=checksums.get(_path_key(p))) for p in files]
+    recorded = recorded_backups(log)
+    packed = any(getattr(parse_restorable_name(p.name), "compression", None) for p in files)
+    # Unpacking writes temporary files, which a run would take for stale ones.
+    lock = (
+        RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout)
+        if packed and config.backup_dir.is_dir()
+        else contextlib.nullcontext()
+    )
+    results = []
+    with lock:
+        for path in files:
+            expected = recorded.get(_path_key(path), {}).get("sha256")
+            results.append(verify_backup(path, quick=quick, expected=expected))
+    return results
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1304,6 +1594,9 @@ def plan_restore(config: Config, backup: Path, target: Path | None) -> RestorePl
                 "give the database to restore into with --target PATH",
             )
         target = match[0].path
+    # The safety copy is named after the database it holds, so that restoring it
+    # (the printed undo) goes back into that same database.
+    replaced = [db for db in config.databases if _path_key(db.path) == _path_key(target)]
     if target.is_dir():
         raise _usage_error(f"--target {target} is a folder", "give the database file's path")
     if not target.parent.is_dir():
@@ -1315,7 +1608,7 @@ def plan_restore(config: Config, backup: Path, target: Path | None) -> RestorePl
             f"will not restore into {target}: it is in the backup folder",
             "give the app's database with --target",
         )
-    name = parsed.name if parsed else target.name
+    name = replaced[0].name if replaced else target.name
     return RestorePlan(backup=backup, target=target, database=name)
 
 
@@ -1400,22 +1693,33 @@ def restore_backup(
         "backup": str(plan.backup),
         "target": str(plan.target),
         "safety_copy": None,
+        "moved_aside": [],
         "status": "failed",
         "error": None,
     }
-    checked = verify_backup(plan.backup)
-    if not checked.ok:
-        raise BackupError(
-            f"refusing to restore from {plan.backup}: {checked.error}; nothing was changed",
-            hint="pick another backup (see --history, --verify)",
-        )
     ensure_backup_dir(config.backup_dir)
     with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout):
+        log, _ = read_run_log(config.log_file)
+        expected = recorded_backups(log).get(_path_key(plan.backup), {}).get("sha256")
+        checked = verify_backup(plan.backup, expected=expected)
+        if not checked.ok:
+            raise BackupError(
+                f"refusing to restore from {plan.backup}: {checked.error}; nothing was changed",
+                hint="pick another backup (see --history, --verify)",
+            )
+        parsed = parse_restorable_name(plan.backup.name)
         try:
-            if plan.target.exists():
-                record["safety_copy"] = str(_restore_in_place(config, plan, started))
-            else:
-                _restore_new_file(plan, config.busy_timeout)
+            with unpacked_backup(plan.backup, parsed.compression if parsed else None) as (
+                plain,
+                _,
+            ):
+                if plan.target.exists():
+                    safety = _restore_in_place(config, plan, plain, started)
+                    record["safety_copy"] = str(safety)
+                else:
+                    moved = _move_aside_leftovers(plan, started.replace(tzinfo=None))
+                    record["moved_aside"] = [str(p) for p in moved]
+                    _restore_new_file(plan, plain, config.busy_timeout)
             record["status"] = "ok"
         except BackupError as exc:
             record["error"] = exc.message
@@ -1426,11 +1730,11 @@ def restore_backup(
     return record
 
 
-def _restore_in_place(config: Config, plan: RestorePlan, started: dt.datetime) -> Path:
+def _restore_in_place(config: Config, plan: RestorePlan, plain: Path, started: dt.datetime) -> Path:
     conn, was_wal = _lock_for_restore(plan.target, config.busy_timeout)
     try:
         safety = _write_safety_copy(conn, config, plan.database, started.replace(tzinfo=None))
-        src = sqlite3.connect(sqlite_uri(plan.backup, "ro") + "&immutable=1", uri=True)
+        src = sqlite3.connect(sqlite_uri(plain, "ro") + "&immutable=1", uri=True)
         try:
             # Through the target's rollback journal: a crash here leaves the old content.
             src.backup(conn, pages=-1)
@@ -1456,12 +1760,32 @@ def _restore_in_place(config: Config, plan: RestorePlan, started: dt.datetime) -
         conn.close()
 
 
-def _restore_new_file(plan: RestorePlan, busy_timeout: float) -> None:
+def _move_aside_leftovers(plan: RestorePlan, started: dt.datetime) -> list[Path]:
+    """Move a -wal, -shm or -journal left by a gone database out of the new one's way.
+
+    SQLite would replay a stale -wal into the recreated file; kept under a name of
+    their own beside it, they are still there to inspect.
+    """
+    moved = []
+    for suffix in ("-wal", "-shm", "-journal"):
+        leftover = Path(f"{plan.target}{suffix}")
+        if not os.path.lexists(leftover):
+            continue
+        stamp = started.strftime(TIMESTAMP_FORMAT)
+        names = (
+            f"{plan.target.name}.{stamp}{'-' + str(n) if n else ''}{SAFETY_SUFFIX}{suffix}"
+            for n in range(1000)
+        )
+        moved.append(_publish(leftover, leftover.parent, names))
+    return moved
+
+
+def _restore_new_file(plan: RestorePlan, plain: Path, busy_timeout: float) -> None:
     """Recreate a database file that is gone: temporary file, verify, rename."""
     folder = plan.target.parent
     temp = _new_temp_file(folder, plan.database)
     try:
-        src = sqlite3.connect(sqlite_uri(plan.backup, "ro") + "&immutable=1", uri=True)
+        src = sqlite3.connect(sqlite_uri(plain, "ro") + "&immutable=1", uri=True)
         try:
             _snapshot(src, temp, busy_timeout)
         except (_BusyTimeout, sqlite3.Error, OSError) as exc:
@@ -1681,12 +2005,30 @@ class CheckStatus(enum.IntEnum):
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-def _looks_like_sqlite(path: Path) -> bool:
+def describe_damage(backup: BackupFile, logged_size: Any) -> str | None:
+    """A cheap look for damage (no full read): the size the run log recorded, and for a
+    plain backup the SQLite header and the page count it declares. None when whole."""
+    if isinstance(logged_size, int) and logged_size != backup.size:
+        return f"{backup.path.name} is {backup.size:,} bytes, the run log recorded {logged_size:,}"
+    if backup.compression:
+        return None
     try:
-        with open(path, "rb") as handle:
-            return handle.read(16) == _SQLITE_HEADER
-    except OSError:
-        return False
+        with open(backup.path, "rb") as handle:
+            header = handle.read(100)
+    except OSError as exc:
+        return f"cannot read {backup.path.name}: {exc.strerror or exc}"
+    if len(header) < 100 or not header.startswith(_SQLITE_HEADER):
+        return f"{backup.path.name} is not an SQLite database"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    page_count = int.from_bytes(header[28:32], "big")
+    # The header's page count is valid when its "version-valid-for" matches the change counter.
+    if header[92:96] == header[24:28] and page_size * page_count != backup.size:
+        return (
+            f"{backup.path.name} is {backup.size:,} bytes, its header says "
+            f"{page_size * page_count:,}"
+        )
+    return None
 
 
 def collect_check(config: Config, log: dict[str, Any], *, now: dt.datetime) -> dict[str, Any]:
@@ -1702,6 +2044,7 @@ def collect_check(config: Config, log: dict[str, Any], *, now: dt.datetime) -> d
     max_age = dt.timedelta(hours=config.max_age_hours)
     shrink_floor = 1 - config.max_shrink_percent / 100
     backups = list_backups(config.backup_dir, [db.name for db in config.databases])
+    recorded = recorded_backups(log)
     next_backup_bytes = 0
     for db, figures in zip(config.databases, stats["databases"]):
         name, files = db.name, backups[db.name]
@@ -1724,8 +2067,9 @@ def collect_check(config: Config, log: dict[str, Any], *, now: dt.datetime) -> d
                     f"(limit {config.max_age_hours:g} h)",
                 )
             )
-        if not _looks_like_sqlite(newest.path):
-            problems.append((CheckStatus.CRITICAL, f"{name}: {newest.path.name} is not SQLite"))
+        damage = describe_damage(newest, recorded.get(_path_key(newest.path), {}).get("size_bytes"))
+        if damage:
+            problems.append((CheckStatus.CRITICAL, f"{name}: newest backup is damaged: {damage}"))
         if last and last.get("status") == "failed":
             problems.append((CheckStatus.CRITICAL, f"{name}: last run failed: {last.get('error')}"))
         previous = figures["previous_size_bytes"]
@@ -1828,8 +2172,11 @@ def needs_catch_up(config: Config, *, now: dt.datetime) -> bool:
     return False
 
 
-def build_scheduler(config: Config, job: Callable[[], None]) -> Any:
-    """A ``schedule.Scheduler`` of our own with one daily job per ``run_at`` time."""
+def build_scheduler(config: Config, job: Callable[[str], None]) -> Any:
+    """A ``schedule.Scheduler`` of our own with one daily job per ``run_at`` time.
+
+    Each job calls ``job(at)`` with its own time of day.
+    """
     try:
         import schedule
     except ImportError:
@@ -1840,7 +2187,7 @@ def build_scheduler(config: Config, job: Callable[[], None]) -> Any:
     scheduler = schedule.Scheduler()
     for at in config.run_at:
         try:
-            scheduler.every().day.at(at, config.timezone).do(job)
+            scheduler.every().day.at(at, config.timezone).do(job, at)
         except ImportError:
             raise BackupError(
                 "--timezone needs the 'pytz' package",
@@ -1882,6 +2229,27 @@ class _StopSleeping(Exception):
     pass
 
 
+def next_occurrence(at: str, timezone: str, after: dt.datetime) -> dt.datetime:
+    """The first moment after ``after`` (naive local) when the clock in ``timezone`` shows
+    ``at``, as naive local time (how schedule keeps ``next_run``).
+
+    A time that a daylight-saving change skips runs at the same minutes an hour later,
+    as schedule does; unlike schedule 1.2, the day after such a gap runs once.
+    """
+    import pytz
+
+    zone = pytz.timezone(timezone)
+    hour, minute, second = (int(part) for part in (at.split(":") + ["0"])[:3])
+    moment = after.astimezone()
+    day = moment.astimezone(zone).date()
+    for offset in range(3):
+        wall = dt.datetime.combine(day + dt.timedelta(days=offset), dt.time(hour, minute, second))
+        candidate = zone.normalize(zone.localize(wall))
+        if candidate > moment:
+            return candidate.astimezone().replace(tzinfo=None)
+    raise AssertionError("a time of day recurs within three days")
+
+
 def run_scheduler(
     config: Config,
     job: Callable[[str], None],
@@ -1894,37 +2262,52 @@ def run_scheduler(
 
     ``job(trigger)`` must not raise: schedule ends ``run_pending`` on an exception and
     would leave ``next_run`` unchanged, firing again on every loop. ``schedule`` never
-    runs missed jobs, so a start long after the last backup catches up at once; missed
-    days collapse into a single run.
+    runs missed jobs, so a start long after the last backup catches up at once. After
+    a sleep or suspend, all the missed times collapse into a single run. With a
+    ``timezone``, the next run is worked out here, as schedule 1.2 fires twice on the
+    day after a daylight-saving gap.
     """
-    scheduler = build_scheduler(config, lambda: job("schedule"))
     sleep = sleep or stop.sleep
-
-    def say_next() -> None:
-        next_run = scheduler.next_run
-        wait = max(0.0, scheduler.idle_seconds or 0.0)
-        say(f"Next backup: {next_run:%Y-%m-%d %H:%M:%S} (in {_format_age(wait + 59)})")
-
     times = ", ".join(config.run_at)
     zone = f" {config.timezone}" if config.timezone else ""
     say(f"Scheduler started: backups daily at {times}{zone}. Stop with Ctrl+C.")
     if needs_catch_up(config, now=_now_local()):
         say("No backup from the last 24 hours: backing up now.")
         job("schedule")
+    this_pass = {"ran": False}
+
+    def scheduled(at: str) -> None:
+        if this_pass["ran"]:
+            return  # schedule still moves this time on to its next day
+        this_pass["ran"] = True
+        job("schedule")
+
+    # Built after the catch-up, so a time that passed during it is not run again at once.
+    scheduler = build_scheduler(config, scheduled)
+
+    def say_next() -> None:
+        wait = max(0.0, scheduler.idle_seconds or 0.0)
+        say(f"Next backup: {scheduler.next_run:%Y-%m-%d %H:%M:%S} (in {_format_age(wait + 59)})")
+
     say_next()
     while not stop.requested:
         idle = scheduler.idle_seconds
-        sleep(
-            min(
-                max(idle if idle is not None else SCHEDULER_MAX_SLEEP_S, 0.0),
-                SCHEDULER_MAX_SLEEP_S,
-            )
-        )
+        idle = SCHEDULER_MAX_SLEEP_S if idle is None else idle
+        sleep(min(max(idle, 0.0), SCHEDULER_MAX_SLEEP_S))
         if stop.requested:
             break
         before = [j.next_run for j in scheduler.jobs]
+        this_pass["ran"] = False
         scheduler.run_pending()
-        if [j.next_run for j in scheduler.jobs] != before:
+        after = [j.next_run for j in scheduler.jobs]
+        if after != before:
+            if config.timezone:
+                now = dt.datetime.now()
+                for scheduled_job, at, old, new in zip(
+                    scheduler.jobs, config.run_at, before, after
+                ):
+                    if new != old:
+                        scheduled_job.next_run = next_occurrence(at, config.timezone, now)
             say_next()
 
 
@@ -1934,9 +2317,18 @@ def run_scheduler(
 
 
 def _run_arguments(config: Config) -> list[str]:
+    """``--run`` with the config file and every setting that was given as a flag."""
     args = ["--run"]
     if config.config_file is not None:
         args += ["--config", str(config.config_file)]
+    for key in config.from_flags:
+        if key == "databases":
+            for db in config.databases:
+                args += ["--db", f"{db.name}={db.path}"]
+        elif key == "compress":
+            args += ["--compress", config.compress or "none"]
+        else:
+            args += [_flag_name(key), f"{getattr(config, key)}"]
     return args
 
 
@@ -2052,10 +2444,22 @@ class Symbols:
         return fancy
 
 
+class _ArgumentError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises on bad usage, so --check can answer UNKNOWN instead."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _ArgumentError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one action and its options."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=SCRIPT_NAME,
+        usage="%(prog)s ACTION [OPTIONS]   (e.g. --run; see --help)",
         description="Verified, rotated backups of a web app's SQLite databases.",
         epilog=(
             "Exit codes: 0 ok; 1 a backup, verify or restore failed; 2 bad usage or "
@@ -2088,6 +2492,10 @@ def build_parser() -> argparse.ArgumentParser:
     opt("--log-max-runs", type=int, metavar="N", help=f"runs kept ({DEFAULT_LOG_MAX_RUNS})")
     opt("--at", action="append", metavar="HH:MM", help="daily time, repeatable (03:00)")
     opt("--timezone", metavar="AREA/CITY", help="time zone of --at (the computer's)")
+    opt("--keep-daily", type=int, metavar="N", help="also keep the newest of each of N days")
+    opt("--keep-weekly", type=int, metavar="N", help="... of each of N ISO weeks")
+    opt("--keep-monthly", type=int, metavar="N", help="... of each of N months")
+    opt("--compress", choices=["gzip", "zstd", "none"], help="store backups compressed")
     opt("--max-age", dest="max_age_hours", type=float, metavar="H", help="--check: hours (24)")
     opt("--max-disk-percent", type=float, metavar="P", help="disk budget, percent (5)")
     opt("--max-shrink-percent", type=float, metavar="P", help="--check: shrink alarm (50)")
@@ -2124,7 +2532,13 @@ class Output:
         _write_quietly(self.err, text + "\n")
 
     def print_json(self, data: Any) -> None:
-        self.say(json.dumps(data, indent=2, ensure_ascii=False))
+        text = json.dumps(data, indent=2, ensure_ascii=False)
+        try:
+            text.encode(getattr(self.out, "encoding", None) or "ascii")
+        except (UnicodeEncodeError, LookupError):
+            # \uXXXX escapes keep every path intact on a console that cannot show it.
+            text = json.dumps(data, indent=2, ensure_ascii=True)
+        self.say(text)
 
 
 def _cmd_run(config: Config, args: argparse.Namespace, io: Output) -> int:
@@ -2139,9 +2553,10 @@ def _cmd_run(config: Config, args: argparse.Namespace, io: Output) -> int:
         if args.json:
             return
         if result.status == "ok":
+            shared = ", unchanged: shares the previous file" if result.linked_to else ""
             io.say(
                 f"{sym.ok} {result.database}: {Path(result.backup or '').name} "
-                f"({result.size_bytes:,} bytes)"
+                f"({result.size_bytes:,} bytes{shared})"
             )
         elif result.status == "skipped":
             io.say(f"{sym.info} {result.database}: skipped ({result.source} not present)")
@@ -2229,7 +2644,7 @@ def _cmd_schedule(config: Config, args: argparse.Namespace, io: Output) -> int:
             if args.debug:
                 traceback.print_exc(file=io.err)
 
-    build_scheduler(config, lambda: None)  # fail fast on a missing package or bad zone
+    build_scheduler(config, lambda at: None)  # fail fast on a missing package or bad zone
     run_scheduler(config, job, stop=stop, say=io.say)
     io.say("Scheduler stopped.")
     return ExitCode.OK
@@ -2275,7 +2690,7 @@ def _cmd_cron(config: Config, args: argparse.Namespace, io: Output) -> int:
     io.say("")
     io.say("Install them for this user with:")
     for line in lines:
-        io.say(f"  (crontab -l 2>/dev/null; echo {shlex.quote(line)}) | crontab -")
+        io.say(f"  (crontab -l 2>/dev/null; printf '%s\\n' {shlex.quote(line)}) | crontab -")
     if config.timezone:
         io.say(f"Note: cron uses the computer's time zone, not {config.timezone}.")
     return ExitCode.OK
@@ -2328,9 +2743,14 @@ def _cmd_restore(config: Config, args: argparse.Namespace, io: Output) -> int:
         io.print_json(record)
         return ExitCode.OK
     io.say(f"{io.symbols.ok} Restored {plan.target} from {plan.backup.name}")
+    for path in record["moved_aside"]:
+        io.say(f"   a file left by the gone database was moved aside to {path}")
     if record["safety_copy"]:
         io.say(f"   the replaced database is kept as {record['safety_copy']}")
-        io.say(f'   to undo: {SCRIPT_NAME} --restore "{record["safety_copy"]}" --yes')
+        io.say(
+            f'   to undo: {SCRIPT_NAME} --restore "{record["safety_copy"]}" '
+            f'--target "{plan.target}" --yes'
+        )
     io.say("   start the app again.")
     return ExitCode.OK
 
@@ -2363,6 +2783,16 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace, Output], int]] = {
 }
 
 
+def _unknown(io: Output, reason: str, *, as_json: bool) -> int:
+    """--check could not judge: a monitor reads UNKNOWN and the reason, exit 3."""
+    if as_json:
+        problem = {"status": "UNKNOWN", "message": reason}
+        io.print_json({"status": "UNKNOWN", "exit_code": 3, "problems": [problem]})
+    else:
+        io.say(f"UNKNOWN: {reason}")
+    return CheckStatus.UNKNOWN
+
+
 def _print_error(io: Output, exc: BackupError) -> None:
     io.error(f"{io.symbols.fail} error: {exc.message}")
     if exc.hint:
@@ -2386,11 +2816,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, err = _safe_streams()
     io = Output(out, err)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(argv)
+    except _ArgumentError as exc:
+        if "--check" in argv:
+            return _unknown(io, str(exc), as_json="--json" in argv)
+        parser.print_usage(err)
+        io.error(f"{SCRIPT_NAME}: error: {exc}")
+        return ExitCode.USAGE
     action = next((name for name in _COMMANDS if getattr(args, name) not in (None, False)), None)
     if action is None:
         parser.print_usage(err)
-        err.write(f"{SCRIPT_NAME}: error: choose an action, e.g. --run (see --help)\n")
+        io.error(f"{SCRIPT_NAME}: error: choose an action, e.g. --run (see --help)")
         return ExitCode.USAGE
     try:
         config = build_config(args)
@@ -2399,9 +2837,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc(file=err)
         if action == "check":
-            # A monitor reads the first line and the exit code: UNKNOWN, with the reason.
-            io.say(f"UNKNOWN: {exc.message}")
-            return CheckStatus.UNKNOWN
+            return _unknown(io, exc.message, as_json=args.json)
         _print_error(io, exc)
         return exc.exit_code
     except KeyboardInterrupt:
