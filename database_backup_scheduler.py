@@ -46,10 +46,14 @@ import signal
 import socket
 import sqlite3
 import stat
+import subprocess
 import sys
 import threading
 import time
 import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -196,6 +200,17 @@ class Config:
     keep_weekly: int = 0
     keep_monthly: int = 0
     compress: str | None = None
+    copy_to: tuple[Path, ...] = ()
+    s3: tuple[str, ...] = ()
+    s3_endpoint: str | None = None
+    s3_profile: str | None = None
+    s3_region: str | None = None
+    upload_command: tuple[str, ...] = ()
+    upload_timeout: float = 3600.0
+    notify_url: tuple[str, ...] = ()
+    notify_on: str = "failure"
+    notify_format: str = "json"
+    notify_command: str | None = None
     config_file: Path | None = None
     # Settings given as flags, so that a generated .bat or crontab line passes them on.
     from_flags: tuple[str, ...] = ()
@@ -225,6 +240,17 @@ class Config:
             "keep_weekly": self.keep_weekly,
             "keep_monthly": self.keep_monthly,
             "compress": self.compress,
+            "copy_to": [str(p) for p in self.copy_to],
+            "s3": list(self.s3),
+            "s3_endpoint": self.s3_endpoint,
+            "s3_profile": self.s3_profile,
+            "s3_region": self.s3_region,
+            "upload_command": list(self.upload_command),
+            "upload_timeout": self.upload_timeout,
+            "notify_url": [mask_url(u) for u in self.notify_url],
+            "notify_on": self.notify_on,
+            "notify_format": self.notify_format,
+            "notify_command": self.notify_command,
         }
 
 
@@ -242,6 +268,17 @@ _NUMBER_SETTINGS: dict[str, tuple[type, float, float]] = {
     "keep_daily": (int, 0, 1_000_000),
     "keep_weekly": (int, 0, 1_000_000),
     "keep_monthly": (int, 0, 1_000_000),
+    "upload_timeout": (float, 0.0, 86400),
+}
+# Off-site and alert settings: lists (repeatable flags) and single texts, with allowed values.
+_LIST_SETTINGS = ("copy_to", "s3", "upload_command", "notify_url")
+_TEXT_SETTINGS: dict[str, tuple[str, ...] | None] = {
+    "s3_endpoint": None,
+    "s3_profile": None,
+    "s3_region": None,
+    "notify_on": ("failure", "success", "always"),
+    "notify_format": ("json", "dingtalk", "wecom", "feishu", "slack"),
+    "notify_command": None,
 }
 _PATH_SETTINGS = ("backup_dir", "log_file")
 _CONFIG_KEYS = {
@@ -251,9 +288,12 @@ _CONFIG_KEYS = {
     "compress",
     *_NUMBER_SETTINGS,
     *_PATH_SETTINGS,
+    *_LIST_SETTINGS,
+    *_TEXT_SETTINGS,
 }
 # A database name becomes part of a file name on Windows and POSIX alike.
 _DATABASE_NAME = re.compile(r'[^\\/:*?"<>|=\x00-\x1f.][^\\/:*?"<>|=\x00-\x1f]*(?<![ .])')
+_S3_URL_SHAPE = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?")
 _RUN_AT = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
 
 
@@ -312,6 +352,30 @@ def _check_run_at(source: str, values: Any) -> tuple[str, ...]:
         if not isinstance(item, str) or not _RUN_AT.fullmatch(item):
             raise _config_error(source, f"run_at {item!r} is not a time of day like 03:00")
     return tuple(dict.fromkeys(items))
+
+
+def _check_list(source: str, key: str, items: Sequence[str], base: Path) -> tuple[Any, ...]:
+    if key == "copy_to":
+        return tuple(_resolve(item, base) for item in items)
+    if key == "s3":
+        for url in items:
+            if not _S3_URL_SHAPE.fullmatch(url):
+                raise _config_error(source, f"{key}: {url!r} is not s3://bucket/prefix")
+    if key == "notify_url":
+        for url in items:
+            if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+                raise _config_error(source, f"{key}: a notify URL must start with http(s)://")
+    return tuple(items)
+
+
+def _check_text(source: str, key: str, value: Any) -> str | None:
+    allowed = _TEXT_SETTINGS[key]
+    if value is None and allowed is None:
+        return None
+    if not isinstance(value, str) or (allowed is not None and value not in allowed):
+        choices = f"one of {', '.join(allowed)}" if allowed else "a text"
+        raise _config_error(source, f"{key} must be {choices}, not {value!r}")
+    return value
 
 
 def _check_compress(source: str, value: Any) -> str | None:
@@ -377,6 +441,13 @@ def load_config_file(path: Path) -> dict[str, Any]:
             settings[key] = _check_run_at(source, value)
         elif key == "compress":
             settings[key] = _check_compress(source, value)
+        elif key in _LIST_SETTINGS:
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+                raise _config_error(source, f"{key} must be a text or a list of texts")
+            settings[key] = _check_list(source, key, items, base)
+        elif key in _TEXT_SETTINGS:
+            settings[key] = _check_text(source, key, value)
         elif key == "timezone":
             if value is not None and not isinstance(value, str):
                 raise _config_error(source, "timezone must be a name like Asia/Shanghai")
@@ -423,6 +494,14 @@ def build_config(
     if getattr(args, "compress", None):
         settings["compress"] = _check_compress("--compress", args.compress)
         from_flags.append("compress")
+    for key in _LIST_SETTINGS:
+        if getattr(args, key, None):
+            settings[key] = _check_list(_flag_name(key), key, getattr(args, key), cwd)
+            from_flags.append(key)
+    for key in _TEXT_SETTINGS:
+        if getattr(args, key, None) is not None:
+            settings[key] = _check_text(_flag_name(key), key, getattr(args, key))
+            from_flags.append(key)
     config = Config(
         app_root=app_root, config_file=config_file, from_flags=tuple(from_flags), **settings
     )
@@ -1349,6 +1428,485 @@ def append_run(path: Path, run: dict[str, Any], *, max_runs: int) -> str | None:
 
 
 # ======================================================================================
+# Off-site copies
+# ======================================================================================
+
+
+def mask_url(url: str) -> str:
+    """A URL safe to print and log: scheme and host only; paths and queries of webhooks and
+    endpoints carry tokens (``access_token=...``, Slack's ``/services/T/B/secret``)."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return "***"
+    port = f":{parts.port}" if parts.port else ""
+    rest = "/***" if (parts.path.strip("/") or parts.query) else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{rest}"
+
+
+@dataclasses.dataclass
+class DestinationResult:
+    """What one destination got in one run."""
+
+    destination: str
+    status: str = "ok"
+    uploaded: list[str] = dataclasses.field(default_factory=list)
+    pruned: list[str] = dataclasses.field(default_factory=list)
+    error: str | None = None
+    hint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class Destination:
+    """Somewhere a copy of each backup goes after the local run."""
+
+    label: str
+    can_list = True
+
+    def list_backups(self, names: Sequence[str]) -> dict[str, list[BackupFile]]:
+        """The destination's backups of each named database, newest first."""
+        raise NotImplementedError
+
+    def upload(self, backup: BackupFile, sha256: str) -> None:
+        """Store ``backup`` under its own name, checked for size and checksum; or raise."""
+        raise NotImplementedError
+
+    def delete(self, backup: BackupFile) -> None:
+        """Delete one of the destination's backups (one that list_backups returned)."""
+        raise NotImplementedError
+
+
+class FolderDestination(Destination):
+    """Another folder: an external disk, a mounted NAS or network share."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.label = str(folder)
+
+    def list_backups(self, names: Sequence[str]) -> dict[str, list[BackupFile]]:
+        if not self.folder.is_dir():
+            raise BackupError(
+                f"destination folder {self.folder} does not exist",
+                hint="mount the disk or share, or create the folder",
+            )
+        return list_backups(self.folder, names)
+
+    def upload(self, backup: BackupFile, sha256: str) -> None:
+        temp = _new_temp_file(self.folder, backup.name)
+        try:
+            try:
+                with open(backup.path, "rb") as src, open(temp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, HASH_CHUNK_BYTES)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+                copied_size, copied_sha = temp.stat().st_size, sha256_file(temp)
+            except OSError as exc:
+                raise describe_os_error(exc, self.folder, "copying a backup into") from exc
+            if copied_size != backup.size or copied_sha != sha256:
+                raise BackupError(
+                    f"the copy of {backup.path.name} in {self.folder} does not match the backup",
+                    hint="check the destination disk; the next run copies it again",
+                )
+            _publish(temp, self.folder, [backup.path.name])
+        finally:
+            _remove_temp_file(temp)
+
+    def delete(self, backup: BackupFile) -> None:
+        try:
+            if stat.S_ISREG(os.lstat(backup.path).st_mode):
+                os.unlink(backup.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise describe_os_error(exc, backup.path, "deleting") from exc
+
+
+_S3_URL = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?")
+S3_PART_BYTES = 16 * 1024 * 1024
+
+
+def _boto3() -> Any:
+    try:
+        import boto3
+    except ImportError:
+        raise BackupError(
+            "--s3 needs the 'boto3' package",
+            hint=f"run: {sys.executable} -m pip install boto3",
+        ) from None
+    return boto3
+
+
+def _s3_error(exc: Exception, where: str) -> BackupError:
+    response = getattr(exc, "response", None) or {}
+    code = response.get("Error", {}).get("Code", "")
+    hints = {
+        "SignatureDoesNotMatch": "check AWS_SECRET_ACCESS_KEY (or the profile's secret)",
+        "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID (or the profile's key)",
+        "AccessDenied": "the key may not write to that bucket; check its policy",
+        "NoSuchBucket": "create the bucket, or check the name in --s3",
+    }
+    return BackupError(
+        f"{where}: {code or type(exc).__name__}: {exc}",
+        hint=hints.get(code, "check --s3-endpoint, the network and the credentials"),
+    )
+
+
+def _md5_etags(path: Path, part_bytes: int) -> set[str]:
+    """The ETags S3 may give ``path``: its MD5, and the multipart form for ``part_bytes``."""
+    whole, parts = hashlib.md5(), []
+    with open(path, "rb") as handle:
+        for part in iter(lambda: handle.read(part_bytes), b""):
+            whole.update(part)
+            parts.append(hashlib.md5(part).digest())
+    multipart = hashlib.md5(b"".join(parts)).hexdigest() + f"-{len(parts)}"
+    return {whole.hexdigest(), multipart}
+
+
+class S3Destination(Destination):
+    """An S3 bucket or a compatible store (Aliyun OSS, Tencent COS, MinIO, R2, B2).
+
+    Credentials come from boto3's usual places (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
+    AWS_PROFILE or ``--s3-profile``), never from the command line.
+    """
+
+    def __init__(
+        self, url: str, *, endpoint: str | None, profile: str | None, region: str | None
+    ) -> None:
+        match = _S3_URL.fullmatch(url)
+        if not match:
+            raise _usage_error(f"--s3 {url!r} is not s3://bucket/prefix")
+        self.bucket = match["bucket"]
+        self.prefix = (match["prefix"] or "").strip("/")
+        self.prefix += "/" if self.prefix else ""
+        self.endpoint, self.profile, self.region = endpoint, profile, region
+        where = f" at {mask_url(endpoint)}" if endpoint else ""
+        self.label = f"s3://{self.bucket}/{self.prefix}{where}"
+        self._client: Any = None
+
+    def client(self) -> Any:
+        if self._client is None:
+            boto3 = _boto3()
+            from botocore.config import Config as BotoConfig
+
+            session = boto3.session.Session(profile_name=self.profile)
+            self._client = session.client(
+                "s3",
+                endpoint_url=self.endpoint,
+                region_name=self.region or ("us-east-1" if self.endpoint else None),
+                config=BotoConfig(
+                    retries={"max_attempts": 5, "mode": "standard"},
+                    connect_timeout=10,
+                    read_timeout=120,
+                    s3={"addressing_style": "path" if self.endpoint else "auto"},
+                ),
+            )
+        return self._client
+
+    def list_backups(self, names: Sequence[str]) -> dict[str, list[BackupFile]]:
+        found: dict[str, list[BackupFile]] = {name: [] for name in names}
+        try:
+            pages = self.client().get_paginator("list_objects_v2")
+            for page in pages.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for item in page.get("Contents", []):
+                    filename = item["Key"][len(self.prefix) :]
+                    parsed = parse_backup_name(filename)
+                    if "/" in filename or parsed is None or parsed.name not in found:
+                        continue
+                    found[parsed.name].append(
+                        BackupFile(
+                            Path(filename),
+                            parsed.name,
+                            parsed.taken_at,
+                            parsed.seq,
+                            int(item["Size"]),
+                            (0, hash(item["Key"])),
+                            parsed.compression,
+                        )
+                    )
+        except BackupError:
+            raise
+        except Exception as exc:  # botocore's ClientError, BotoCoreError and their kin
+            raise _s3_error(exc, f"listing {self.label}") from exc
+        for backups in found.values():
+            backups.sort(key=lambda b: b.sort_key, reverse=True)
+        return found
+
+    def upload(self, backup: BackupFile, sha256: str) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        key = self.prefix + backup.path.name
+        transfer = TransferConfig(
+            multipart_threshold=S3_PART_BYTES, multipart_chunksize=S3_PART_BYTES, max_concurrency=2
+        )
+        try:
+            client = self.client()
+            client.upload_file(
+                str(backup.path),
+                self.bucket,
+                key,
+                ExtraArgs={"Metadata": {"sha256": sha256}},
+                Config=transfer,
+            )
+            head = client.head_object(Bucket=self.bucket, Key=key)
+        except BackupError:
+            raise
+        except Exception as exc:
+            raise _s3_error(exc, f"uploading {backup.path.name} to {self.label}") from exc
+        if int(head["ContentLength"]) != backup.size:
+            raise BackupError(
+                f"{self.label}{backup.path.name} is {head['ContentLength']} bytes after the "
+                f"upload, not {backup.size}"
+            )
+        if str(head.get("ETag", "")).strip('"') not in _md5_etags(backup.path, S3_PART_BYTES):
+            # Encrypted or otherwise re-tagged objects: read it back and compare SHA-256.
+            self._check_by_download(key, sha256)
+
+    def _check_by_download(self, key: str, sha256: str) -> None:
+        digest = hashlib.sha256()
+        try:
+            body = self.client().get_object(Bucket=self.bucket, Key=key)["Body"]
+            for chunk in iter(lambda: body.read(HASH_CHUNK_BYTES), b""):
+                digest.update(chunk)
+        except Exception as exc:
+            raise _s3_error(exc, f"reading back {key} from {self.label}") from exc
+        if digest.hexdigest() != sha256:
+            raise BackupError(f"{self.label}: {key} differs from the backup after the upload")
+
+    def delete(self, backup: BackupFile) -> None:
+        try:
+            self.client().delete_object(Bucket=self.bucket, Key=self.prefix + backup.path.name)
+        except Exception as exc:
+            raise _s3_error(exc, f"deleting {backup.path.name} from {self.label}") from exc
+
+
+UPLOAD_PLACEHOLDERS = ("path", "name", "database", "sha256", "size")
+
+
+class CommandDestination(Destination):
+    """Any uploader (bypy, BaiduPCS-Py, rclone, ossutil): its exit code decides success.
+
+    A command cannot be listed, so what it was given is remembered in the run log,
+    and its own retention applies at the far end.
+    """
+
+    can_list = False
+
+    def __init__(self, template: str, timeout: float) -> None:
+        self.template, self.timeout = template, timeout
+        self.label = template.split()[0] if template.split() else template
+        self.label = f"command {self.label}"
+
+    def command(self, backup: BackupFile, sha256: str) -> list[str]:
+        """The command line for one backup, each placeholder filled inside its argument."""
+        values = {
+            "path": str(backup.path.resolve()),
+            "name": backup.path.name,
+            "database": backup.name,
+            "sha256": sha256,
+            "size": str(backup.size),
+        }
+        try:
+            words = shlex.split(self.template, posix=os.name != "nt")
+            return [word.format(**values) for word in words]
+        except (ValueError, KeyError, IndexError) as exc:
+            raise _usage_error(
+                f"--upload-command {self.template!r}: {exc!r}",
+                "placeholders: " + ", ".join("{" + p + "}" for p in UPLOAD_PLACEHOLDERS),
+            ) from exc
+
+    def upload(self, backup: BackupFile, sha256: str) -> None:
+        command = self.command(backup, sha256)
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, errors="replace", timeout=self.timeout
+            )
+        except FileNotFoundError:
+            raise BackupError(
+                f"{self.label}: {command[0]!r} not found", hint="install it or give its full path"
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise BackupError(f"{self.label} did not finish in {self.timeout:g} s") from None
+        except OSError as exc:
+            raise BackupError(f"{self.label} could not start: {exc}") from exc
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
+            raise BackupError(
+                f"{self.label} exited {done.returncode} for {backup.path.name}: {tail[0][:300]}"
+            )
+
+
+def build_destinations(config: Config) -> list[Destination]:
+    """The configured destinations, in the order they run."""
+    destinations: list[Destination] = [FolderDestination(p) for p in config.copy_to]
+    destinations += [
+        S3Destination(
+            url, endpoint=config.s3_endpoint, profile=config.s3_profile, region=config.s3_region
+        )
+        for url in config.s3
+    ]
+    destinations += [CommandDestination(t, config.upload_timeout) for t in config.upload_command]
+    return destinations
+
+
+def _sent_by_command(log: dict[str, Any], label: str) -> set[str]:
+    """The backup names an upload command accepted in earlier runs."""
+    sent: set[str] = set()
+    for run in log.get("runs", []):
+        for result in run.get("destinations") or []:
+            if isinstance(result, dict) and result.get("destination") == label:
+                sent.update(str(name) for name in result.get("uploaded") or [])
+    return sent
+
+
+def sync_destination(
+    destination: Destination,
+    config: Config,
+    local: dict[str, list[BackupFile]],
+    *,
+    checksums: dict[str, str],
+    prunable: set[str],
+    sent_before: set[str],
+    now: dt.datetime,
+) -> DestinationResult:
+    """Copy what the destination is missing, then apply retention there.
+
+    Missing means: the newest local backup of each database, and every local backup
+    newer than the destination's newest, so a destination that was down catches up on
+    the next run without copying years of history. Retention there follows the local
+    rules, only for the tool's own names, and only for databases backed up in this run.
+    """
+    result = DestinationResult(destination=destination.label)
+    names = list(local)
+    try:
+        remote = destination.list_backups(names) if destination.can_list else None
+        for name, files in local.items():
+            if not files:
+                continue
+            if remote is not None:
+                have = {b.path.name for b in remote[name]}
+                newest = remote[name][0].sort_key if remote[name] else None
+            else:
+                have = sent_before
+                sent = [parse_backup_name(n) for n in sent_before]
+                keys = [(p.taken_at, p.seq) for p in sent if p and p.name == name]
+                newest = max(keys) if keys else None
+            missing = [
+                f
+                for i, f in enumerate(files)
+                if f.path.name not in have and (i == 0 or newest is None or f.sort_key > newest)
+            ]
+            for backup in reversed(missing):
+                digest = checksums.get(_path_key(backup.path)) or sha256_file(backup.path)
+                destination.upload(backup, digest)
+                result.uploaded.append(backup.path.name)
+        if remote is not None:
+            remote = destination.list_backups(names)
+            for name in names:
+                if name not in prunable:
+                    continue
+                for backup in select_expired(
+                    remote[name],
+                    now=now,
+                    keep_days=config.keep_days,
+                    keep_last=config.keep_last,
+                    keep_daily=config.keep_daily,
+                    keep_weekly=config.keep_weekly,
+                    keep_monthly=config.keep_monthly,
+                ):
+                    destination.delete(backup)
+                    result.pruned.append(backup.path.name)
+    except BackupError as exc:
+        result.status, result.error, result.hint = "failed", exc.message, exc.hint
+    except OSError as exc:
+        error = describe_os_error(exc, destination.label, "copying to")
+        result.status, result.error, result.hint = "failed", error.message, error.hint
+    return result
+
+
+# ======================================================================================
+# Alerts
+# ======================================================================================
+
+NOTIFY_FORMATS = ("json", "dingtalk", "wecom", "feishu", "slack")
+NOTIFY_ON = ("failure", "success", "always")
+NOTIFY_TIMEOUT_S = 10.0
+
+
+def render_alert_text(run: dict[str, Any]) -> str:
+    """A short human summary of a run, for chat bots and mail."""
+    failed = run.get("status") == "failed"
+    lines = [
+        f"{'FAILED' if failed else 'OK'}: database backup on {run.get('host')} "
+        f"at {run.get('started_at')}"
+    ]
+    for result in run.get("results", []):
+        if result.get("status") == "failed":
+            lines.append(f"- {result.get('database')}: {result.get('error')}")
+        elif result.get("status") == "ok":
+            lines.append(
+                f"- {result.get('database')}: {Path(str(result.get('backup'))).name} "
+                f"({result.get('size_bytes')} bytes)"
+            )
+    for result in run.get("destinations", []):
+        if result.get("status") == "failed":
+            lines.append(f"- copy to {result.get('destination')}: {result.get('error')}")
+    return "\n".join(lines)
+
+
+def render_alert(run: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """The webhook body in the format a chat bot expects (``json``: the whole run)."""
+    text = render_alert_text(run)
+    if fmt == "dingtalk" or fmt == "wecom":
+        return {"msgtype": "text", "text": {"content": text}}
+    if fmt == "feishu":
+        return {"msg_type": "text", "content": {"text": text}}
+    if fmt == "slack":
+        return {"text": text}
+    return {"event": "database_backup", "text": text, "run": run}
+
+
+def should_alert(notify_on: str, failed: bool) -> bool:
+    """Whether a run with this outcome is announced."""
+    return notify_on == "always" or (notify_on == "failure") == failed
+
+
+def send_alerts(config: Config, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Post the run to each webhook and run each alert command; failures are returned, never
+    raised, and no secret from a URL is ever in them."""
+    deliveries = []
+    body = json.dumps(render_alert(run, config.notify_format), ensure_ascii=False).encode()
+    for url in config.notify_url:
+        delivery: dict[str, Any] = {"target": mask_url(url), "status": "ok", "error": None}
+        request = urllib.request.Request(
+            url, data=body, headers={"Content-Type": "application/json; charset=utf-8"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=NOTIFY_TIMEOUT_S) as response:
+                response.read(65536)
+        except urllib.error.HTTPError as exc:
+            delivery.update(status="failed", error=f"HTTP {exc.code} {exc.reason}")
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            delivery.update(status="failed", error=f"{type(exc).__name__}: {reason}")
+        deliveries.append(delivery)
+    if config.notify_command:
+        summary = json.dumps(render_alert(run, "json"), ensure_ascii=False)
+        delivery = {"target": "command", "status": "ok", "error": None}
+        try:
+            words = shlex.split(config.notify_command, posix=os.name != "nt")
+            done = subprocess.run(
+                words, input=summary, capture_output=True, text=True, timeout=60, errors="replace"
+            )
+            if done.returncode != 0:
+                delivery.update(status="failed", error=f"exited {done.returncode}")
+        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            delivery.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        deliveries.append(delivery)
+    return deliveries
+
+
+# ======================================================================================
 # Runs
 # ======================================================================================
 
@@ -1363,10 +1921,13 @@ class RunReport:
     finished_at: dt.datetime | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     removed_temp_files: list[str] = dataclasses.field(default_factory=list)
+    destinations: list[DestinationResult] = dataclasses.field(default_factory=list)
+    alerts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def failed(self) -> bool:
-        return any(r.status == "failed" for r in self.results)
+        """A database or a destination failed (an undelivered alert does not fail a run)."""
+        return any(r.status == "failed" for r in [*self.results, *self.destinations])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -1378,6 +1939,8 @@ class RunReport:
             "version": __version__,
             "results": [r.to_json() for r in self.results],
             "pruned": [p for r in self.results for p in r.pruned],
+            "destinations": [d.to_json() for d in self.destinations],
+            "alerts": self.alerts,
             "warnings": self.warnings,
         }
 
@@ -1425,11 +1988,45 @@ def run_backups(
             deleted, errors = prune_backups(expired)
             result.pruned = [str(p) for p in deleted]
             report.warnings.extend(errors)
+        if config.copy_to or config.s3 or config.upload_command:
+            _copy_off_site(config, report, log, started)
         report.finished_at = now or _now_local()
+        if (config.notify_url or config.notify_command) and should_alert(
+            config.notify_on, report.failed
+        ):
+            report.alerts = send_alerts(config, report.to_json())
+            for alert in report.alerts:
+                if alert["status"] != "ok":
+                    report.warnings.append(f"alert to {alert['target']} failed: {alert['error']}")
         warning = append_run(config.log_file, report.to_json(), max_runs=config.log_max_runs)
         if warning:
             report.warnings.append(warning)
     return report
+
+
+def _copy_off_site(
+    config: Config, report: RunReport, log: dict[str, Any], started: dt.datetime
+) -> None:
+    """Bring every destination up to date with the local backups; a failure fails only it."""
+    names = [db.name for db in config.databases]
+    local = list_backups(config.backup_dir, names)
+    checksums = {k: str(v.get("sha256")) for k, v in recorded_backups(log).items()}
+    for result in report.results:
+        if result.backup and result.sha256:
+            checksums[_path_key(result.backup)] = result.sha256
+    prunable = {r.database for r in report.results if r.status == "ok"}
+    for destination in build_destinations(config):
+        report.destinations.append(
+            sync_destination(
+                destination,
+                config,
+                local,
+                checksums=checksums,
+                prunable=prunable,
+                sent_before=_sent_by_command(log, destination.label),
+                now=started.replace(tzinfo=None),
+            )
+        )
 
 
 def recorded_backups(log: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -2211,6 +2808,7 @@ class StopFlag:
     def request(self, *_: object) -> None:
         self.requested = True
         if self.sleeping:
+            self.sleeping = False  # a second signal must not raise outside the sleep
             raise _StopSleeping
 
     def sleep(self, seconds: float) -> None:
@@ -2240,14 +2838,12 @@ def next_occurrence(at: str, timezone: str, after: dt.datetime) -> dt.datetime:
 
     zone = pytz.timezone(timezone)
     hour, minute, second = (int(part) for part in (at.split(":") + ["0"])[:3])
-    moment = after.astimezone()
-    day = moment.astimezone(zone).date()
-    for offset in range(3):
-        wall = dt.datetime.combine(day + dt.timedelta(days=offset), dt.time(hour, minute, second))
-        candidate = zone.normalize(zone.localize(wall))
-        if candidate > moment:
-            return candidate.astimezone().replace(tzinfo=None)
-    raise AssertionError("a time of day recurs within three days")
+    at_time = dt.time(hour, minute, second)
+    # Compared on the zone's wall clock, so the hour repeated when DST ends runs once.
+    wall_now = after.astimezone().astimezone(zone).replace(tzinfo=None)
+    day = wall_now.date() + dt.timedelta(days=1 if wall_now.time() >= at_time else 0)
+    candidate = zone.normalize(zone.localize(dt.datetime.combine(day, at_time)))
+    return candidate.astimezone().replace(tzinfo=None)
 
 
 def run_scheduler(
@@ -2284,10 +2880,19 @@ def run_scheduler(
 
     # Built after the catch-up, so a time that passed during it is not run again at once.
     scheduler = build_scheduler(config, scheduled)
+    if config.timezone:
+        for scheduled_job, at in zip(scheduler.jobs, config.run_at):
+            scheduled_job.next_run = next_occurrence(at, config.timezone, dt.datetime.now())
 
     def say_next() -> None:
         wait = max(0.0, scheduler.idle_seconds or 0.0)
-        say(f"Next backup: {scheduler.next_run:%Y-%m-%d %H:%M:%S} (in {_format_age(wait + 59)})")
+        when = f"{scheduler.next_run:%Y-%m-%d %H:%M:%S}"
+        if config.timezone:
+            import pytz
+
+            there = scheduler.next_run.astimezone().astimezone(pytz.timezone(config.timezone))
+            when += f" here, {there:%H:%M} {config.timezone}"
+        say(f"Next backup: {when} (in {_format_age(wait + 59)})")
 
     say_next()
     while not stop.requested:
@@ -2327,6 +2932,9 @@ def _run_arguments(config: Config) -> list[str]:
                 args += ["--db", f"{db.name}={db.path}"]
         elif key == "compress":
             args += ["--compress", config.compress or "none"]
+        elif key in _LIST_SETTINGS:
+            for item in getattr(config, key):
+                args += [_flag_name(key), str(item)]
         else:
             args += [_flag_name(key), f"{getattr(config, key)}"]
     return args
@@ -2496,6 +3104,26 @@ def build_parser() -> argparse.ArgumentParser:
     opt("--keep-weekly", type=int, metavar="N", help="... of each of N ISO weeks")
     opt("--keep-monthly", type=int, metavar="N", help="... of each of N months")
     opt("--compress", choices=["gzip", "zstd", "none"], help="store backups compressed")
+
+    far = parser.add_argument_group("off-site copies and alerts").add_argument
+    far("--copy-to", action="append", metavar="DIR", help="also copy backups to DIR (repeatable)")
+    far(
+        "--s3",
+        action="append",
+        metavar="s3://BUCKET/PREFIX",
+        help="also upload to S3 (needs boto3)",
+    )
+    far("--s3-endpoint", metavar="URL", help="S3-compatible endpoint (OSS, COS, MinIO, R2)")
+    far("--s3-profile", metavar="NAME", help="AWS credentials profile (default: environment)")
+    far("--s3-region", metavar="NAME", help="S3 region")
+    far(
+        "--upload-command", action="append", metavar="CMD", help="run CMD per backup: {path} {name}"
+    )
+    far("--upload-timeout", type=float, metavar="S", help="limit for one upload command (3600)")
+    far("--notify-url", action="append", metavar="URL", help="POST a summary to URL (repeatable)")
+    far("--notify-on", choices=NOTIFY_ON, help="when to alert (default: failure)")
+    far("--notify-format", choices=NOTIFY_FORMATS, help="webhook body (default: json)")
+    far("--notify-command", metavar="CMD", help="run CMD with the JSON summary on stdin")
     opt("--max-age", dest="max_age_hours", type=float, metavar="H", help="--check: hours (24)")
     opt("--max-disk-percent", type=float, metavar="P", help="disk budget, percent (5)")
     opt("--max-shrink-percent", type=float, metavar="P", help="--check: shrink alarm (50)")

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import database_backup_scheduler as dbs
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "database_backup_scheduler.py"
@@ -26,13 +33,19 @@ def make_db(path: Path, rows: int = 100, *, journal_mode: str = "wal", payload: 
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA journal_mode={journal_mode}")
-    conn.execute("CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, value INTEGER, pad BLOB)")
-    conn.execute("CREATE TABLE IF NOT EXISTS totals(id INTEGER PRIMARY KEY, total INTEGER, count INTEGER)")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, value INTEGER, pad BLOB)"
+    )
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS totals(id INTEGER PRIMARY KEY, total INTEGER, count INTEGER)"
+    )
     conn.execute("INSERT OR IGNORE INTO totals VALUES (1, 0, 0)")
     with conn:
         for i in range(rows):
             conn.execute("INSERT INTO items(value, pad) VALUES (?, randomblob(?))", (i, payload))
-            conn.execute("UPDATE totals SET total = total + ?, count = count + 1 WHERE id = 1", (i,))
+            conn.execute(
+                "UPDATE totals SET total = total + ?, count = count + 1 WHERE id = 1", (i,)
+            )
     conn.close()
     return path
 
@@ -42,7 +55,9 @@ def read_invariant(path: Path) -> tuple[int, int, int, int]:
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         total, count = conn.execute("SELECT total, count FROM totals WHERE id = 1").fetchone()
-        summed, counted = conn.execute("SELECT COALESCE(SUM(value), 0), COUNT(*) FROM items").fetchone()
+        summed, counted = conn.execute(
+            "SELECT COALESCE(SUM(value), 0), COUNT(*) FROM items"
+        ).fetchone()
     finally:
         conn.close()
     return total, count, summed, counted
@@ -89,11 +104,18 @@ class App:
             return []
         found = sorted(p for p in self.backup_dir.iterdir() if p.name.endswith(".bak"))
         if name is not None:
-            found = [p for p in found if p.name.startswith(name + ".") and p.name[len(name) + 1].isdigit()]
+            prefix = name + "."
+            found = [
+                p for p in found if p.name.startswith(prefix) and p.name[len(prefix)].isdigit()
+            ]
         return found
 
     def run(
-        self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
         """Run the script in a real subprocess (from ``cwd``, default the app root)."""
         full_env = {**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})}
@@ -130,3 +152,96 @@ def app(tmp_path: Path) -> App:
     shutil.copy2(SCRIPT, root / SCRIPT.name)
     make_db(root / "instance" / "pet_painting.db", rows=200)
     return App(root)
+
+
+# --------------------------------------------------------------------------------------
+# Helpers for the engine tests (backup, naming, retention, run log, reports, CLI)
+# --------------------------------------------------------------------------------------
+
+
+def make_config(root: Path, *flags: str, cwd: Path | None = None) -> dbs.Config:
+    """The module's Config for an app root, built from command-line ``flags`` like ``--run``."""
+    import database_backup_scheduler
+
+    args = database_backup_scheduler.build_parser().parse_args(["--run", *flags])
+    return database_backup_scheduler.build_config(args, app_root=root, cwd=cwd or root)
+
+
+def plant_backup(
+    source: Path, folder: Path, name: str, taken_at: datetime.datetime, seq: int = 0
+) -> Path:
+    """Copy a real database into ``folder`` under a backup's name, as if made at ``taken_at``.
+
+    The name is spelled out here (not built by the module) so that tests check the
+    module's naming against the documented ``<name>.<YYYYmmdd_HHMMSS>[-seq].bak``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    counter = f"-{seq}" if seq else ""
+    target = folder / f"{name}.{taken_at:%Y%m%d_%H%M%S}{counter}.bak"
+    shutil.copyfile(source, target)
+    return target
+
+
+def assert_no_traceback(result: subprocess.CompletedProcess[str]) -> None:
+    """Errors reach the operator as messages, never as a Python traceback."""
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "Traceback" not in result.stdout, result.stdout
+
+
+# --------------------------------------------------------------------------------------
+# Helpers for the recovery tests (verify, restore, check)
+# --------------------------------------------------------------------------------------
+
+
+def dump(path: Path, *, immutable: bool = False) -> list[str]:
+    """The SQL dump (``iterdump``) of a database opened read-only: equal dumps, equal content.
+
+    A live database is read as the app would see it (its -wal included); pass
+    ``immutable=True`` for a backup, so that nothing is created beside it.
+    """
+    flags = "&immutable=1" if immutable else ""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{flags}", uri=True)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def damage_middle_page(path: Path) -> None:
+    """Overwrite the middle page of a multi-page database with garbage, as a torn write would."""
+    with open(path, "r+b") as handle:
+        header = handle.read(100)
+        page_size = int.from_bytes(header[16:18], "big") or 65536
+        pages = os.fstat(handle.fileno()).st_size // page_size
+        assert pages >= 3, f"{path} has {pages} page(s); the damage needs a multi-page database"
+        handle.seek((pages // 2) * page_size)
+        handle.write(b"\xa5" * page_size)
+
+
+def journal_mode_in_header(path: Path) -> str:
+    """The journal mode a file opens in, "wal" or "rollback", from header bytes 18-19."""
+    with open(path, "rb") as handle:
+        header = handle.read(20)
+    return "wal" if header[18:20] == b"\x02\x02" else "rollback"
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(folder: Path, size: str = "2m") -> Iterator[Path]:
+    """A small tmpfs mounted on ``folder`` for the block, unmounted after (root on Linux).
+
+    Skips the test where it cannot be mounted.
+    """
+    if not sys.platform.startswith("linux") or os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a small tmpfs needs root on Linux")
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

@@ -1,0 +1,496 @@
+"""--restore: a backup goes back into its database through SQLite, safely, on real files.
+
+The app is played by real child processes: one that crashed and left a hot -wal, one
+that keeps its WAL database open, one that holds a transaction on a rollback-journal
+database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import (
+    App,
+    assert_no_traceback,
+    damage_middle_page,
+    dump,
+    journal_mode_in_header,
+    make_db,
+)
+
+import database_backup_scheduler as dbs
+
+CRASHED_WRITES = 50
+CRASH_MARK = 1_000_000
+
+# Writes rows that stay in the -wal (checkpoints off), then dies without closing.
+CRASHING_APP = f"""
+import os, signal, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA wal_autocheckpoint=0")
+conn.execute("BEGIN")
+for i in range({CRASHED_WRITES}):
+    conn.execute("INSERT INTO items(value, pad) VALUES (?, randomblob(100))", ({CRASH_MARK} + i,))
+    conn.execute("UPDATE totals SET total = total + ?, count = count + 1", ({CRASH_MARK} + i,))
+conn.execute("COMMIT")
+os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+"""
+
+# Opens the database as a running app does, says "ready", and holds on until stdin closes.
+RUNNING_APP = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+how = sys.argv[2]
+if how == "idle-after-read":
+    conn.execute("SELECT COUNT(*) FROM items").fetchall()
+elif how == "begin-immediate":
+    conn.execute("BEGIN IMMEDIATE")
+elif how == "read-transaction":
+    conn.execute("BEGIN")
+    conn.execute("SELECT COUNT(*) FROM items").fetchall()
+print("ready", flush=True)
+sys.stdin.read()
+conn.close()
+"""
+
+
+@contextlib.contextmanager
+def running_app(db: Path, how: str) -> Iterator[subprocess.Popen[str]]:
+    """A child process that has ``db`` open (``how``) until the block ends; then it is gone."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", RUNNING_APP, str(db), how],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        yield child
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+        for stream in (child.stdin, child.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def crash_app_leaving_a_hot_wal(db: Path) -> None:
+    """A child writes committed rows into the -wal of ``db`` and is killed before any checkpoint."""
+    subprocess.run([sys.executable, "-c", CRASHING_APP, str(db)], timeout=60)
+    wal = Path(f"{db}-wal")
+    assert wal.exists() and wal.stat().st_size > 0, "the crash left no hot -wal"
+
+
+def crashed_rows(path: Path, *, immutable: bool = False) -> int:
+    """How many of the crashed app's rows a database holds."""
+    flags = "&immutable=1" if immutable else ""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{flags}", uri=True)
+    try:
+        return conn.execute(
+            "SELECT COUNT(*) FROM items WHERE value >= ?", (CRASH_MARK,)
+        ).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def back_up(app: App, name: str = "pet_painting.db", *flags: str) -> Path:
+    """Run a real backup; return the new backup of database ``name``."""
+
+    def backups() -> set[Path]:
+        if not app.backup_dir.exists():
+            return set()
+        return {p for p in app.backup_dir.iterdir() if dbs.is_backup_name(p.name, name)}
+
+    before = backups()
+    result = app.run("--run", *flags)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (new,) = backups() - before
+    return new
+
+
+def add_rows(db: Path, rows: int = 30) -> None:
+    """The app goes on writing after the backup (the content the restore will replace)."""
+    make_db(db, rows=rows, journal_mode="wal" if journal_mode_in_header(db) == "wal" else "delete")
+
+
+def safety_copies(app: App) -> list[Path]:
+    if not app.backup_dir.exists():
+        return []
+    return sorted(app.backup_dir.glob("*.pre-restore"))
+
+
+def restore(app: App, backup: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return app.run("--restore", str(backup), "--yes", "--busy-timeout", "1", *args)
+
+
+def file_state(path: Path) -> tuple[bytes, int]:
+    return path.read_bytes(), path.stat().st_mtime_ns
+
+
+# --------------------------------------------------------------------------------------
+# Round trip, safety copy, undo
+# --------------------------------------------------------------------------------------
+
+
+def test_restore_puts_the_backup_content_back(app: App) -> None:
+    backup = back_up(app)
+    add_rows(app.main_db)
+    assert dump(app.main_db) != dump(backup, immutable=True)
+
+    result = restore(app, backup)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dump(app.main_db) == dump(backup, immutable=True)
+
+
+def test_restore_from_a_gzip_backup_puts_its_content_back(app: App, tmp_path: Path) -> None:
+    backup = back_up(app, "pet_painting.db", "--compress", "gzip")
+    assert backup.name.endswith(".bak.gz")
+    unpacked = tmp_path / "unpacked.db"
+    with gzip.open(backup, "rb") as packed, open(unpacked, "wb") as plain:
+        shutil.copyfileobj(packed, plain)
+    add_rows(app.main_db)
+
+    result = restore(app, backup)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dump(app.main_db) == dump(unpacked, immutable=True)
+    assert [p.name for p in app.backup_dir.iterdir() if p.name.startswith(dbs.TEMP_PREFIX)] == []
+
+
+def test_restore_keeps_the_replaced_database_as_a_safety_copy(app: App) -> None:
+    backup = back_up(app)
+    add_rows(app.main_db)
+    replaced = dump(app.main_db)
+
+    result = restore(app, backup)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    (safety,) = safety_copies(app)
+    assert dump(safety, immutable=True) == replaced
+    assert str(safety) in result.stdout
+
+
+def test_restore_names_the_safety_copy_so_it_is_never_taken_for_a_backup(app: App) -> None:
+    backup = back_up(app)
+
+    restore(app, backup)
+
+    (safety,) = safety_copies(app)
+    assert safety.parent == app.backup_dir
+    assert safety.name.startswith("pet_painting.db.")
+    assert not dbs.is_backup_name(safety.name)
+    assert app.backups() == [backup]
+
+
+def test_restore_of_the_safety_copy_undoes_the_restore(app: App) -> None:
+    backup = back_up(app)
+    add_rows(app.main_db)
+    before = dump(app.main_db)
+    restore(app, backup)
+    (safety,) = safety_copies(app)
+
+    result = restore(app, safety)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dump(app.main_db) == before
+
+
+def test_restore_with_target_prints_an_undo_that_restores_that_target(app: App) -> None:
+    backup = back_up(app)
+    make_db(app.root_db, rows=30, journal_mode="delete")
+    main_before, root_before = dump(app.main_db), dump(app.root_db)
+    result = restore(app, backup, "--target", str(app.root_db))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dump(app.root_db) == dump(backup, immutable=True)
+    (undo_line,) = [line for line in result.stdout.splitlines() if "to undo:" in line]
+    undo = shlex.split(undo_line.split("to undo:", 1)[1])
+
+    undone = app.run(*undo[1:])
+
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert dump(app.main_db) == main_before, "the undo replaced a database it never touched"
+    assert dump(app.root_db) == root_before
+
+
+def test_restore_records_a_restore_run_in_the_log(app: App) -> None:
+    backup = back_up(app)
+
+    restore(app, backup)
+
+    runs = json.loads(app.log_file.read_text(encoding="utf-8"))["runs"]
+    record = runs[-1]
+    assert record["kind"] == "restore"
+    assert record["status"] == "ok"
+    assert Path(record["backup"]) == backup
+    assert Path(record["target"]) == app.main_db
+    assert Path(record["safety_copy"]).is_file()
+
+
+def test_restore_json_prints_the_record(app: App) -> None:
+    backup = back_up(app)
+
+    result = restore(app, backup, "--json")
+
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["kind"] == "restore"
+    assert Path(record["safety_copy"]) == safety_copies(app)[0]
+
+
+def test_restore_keeps_a_wal_database_in_wal_mode(app: App) -> None:
+    backup = back_up(app)
+    assert journal_mode_in_header(backup) == "rollback"
+    assert journal_mode_in_header(app.main_db) == "wal"
+
+    restore(app, backup)
+
+    assert journal_mode_in_header(app.main_db) == "wal"
+
+
+def test_restore_keeps_a_rollback_database_in_rollback_mode(app: App) -> None:
+    make_db(app.root_db, rows=50, journal_mode="delete")
+    backup = back_up(app, "root_pet_painting.db")
+
+    result = restore(app, backup)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert journal_mode_in_header(app.root_db) == "rollback"
+    assert dump(app.root_db) == dump(backup, immutable=True)
+
+
+def test_restore_recreates_a_deleted_database(app: App) -> None:
+    backup = back_up(app)
+    app.main_db.unlink()
+
+    result = restore(app, backup)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dump(app.main_db) == dump(backup, immutable=True)
+
+
+def test_restore_of_a_deleted_database_never_replays_the_wal_it_left(app: App) -> None:
+    backup = back_up(app)
+    crash_app_leaving_a_hot_wal(app.main_db)
+    app.main_db.unlink()  # the operator deletes the database, its -wal and -shm stay
+
+    result = restore(app, backup)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert crashed_rows(app.main_db) == 0
+    assert dump(app.main_db) == dump(backup, immutable=True)
+
+
+# --------------------------------------------------------------------------------------
+# A crashed app: hot -wal, hot journal
+# --------------------------------------------------------------------------------------
+
+
+def test_restore_over_a_hot_wal_keeps_the_restored_content(app: App) -> None:
+    backup = back_up(app)
+    crash_app_leaving_a_hot_wal(app.main_db)
+    assert crashed_rows(app.main_db, immutable=True) == 0  # the rows are only in the -wal
+
+    result = restore(app, backup)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert crashed_rows(app.main_db) == 0
+    assert dump(app.main_db) == dump(backup, immutable=True)
+
+
+def test_restore_over_a_hot_wal_saves_the_crashed_writes_in_the_safety_copy(app: App) -> None:
+    backup = back_up(app)
+    crash_app_leaving_a_hot_wal(app.main_db)
+
+    restore(app, backup)
+
+    (safety,) = safety_copies(app)
+    assert crashed_rows(safety, immutable=True) == CRASHED_WRITES
+
+
+def test_restore_over_a_hot_journal_keeps_the_restored_content(app: App) -> None:
+    make_db(app.root_db, rows=50, journal_mode="delete")
+    backup = back_up(app, "root_pet_painting.db")
+    before_crash = dump(app.root_db)
+    # A transaction larger than the page cache spills into the file before the crash.
+    code = (
+        "import os, sqlite3, sys\n"
+        "conn = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "conn.execute('PRAGMA cache_size=2')\n"
+        "conn.execute('BEGIN')\n"
+        "for i in range(300):\n"
+        "    conn.execute('INSERT INTO items(value, pad) VALUES (?, randomblob(500))', (i,))\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(app.root_db)], timeout=60)
+    assert Path(f"{app.root_db}-journal").stat().st_size > 0
+
+    result = restore(app, backup)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dump(app.root_db) == dump(backup, immutable=True)
+    (safety,) = safety_copies(app)
+    assert dump(safety, immutable=True) == before_crash
+
+
+# --------------------------------------------------------------------------------------
+# Refusals: nothing changes
+# --------------------------------------------------------------------------------------
+
+
+def test_restore_refuses_while_another_process_has_the_wal_database_open(app: App) -> None:
+    backup = back_up(app)
+    add_rows(app.main_db)
+    content = dump(app.main_db)
+
+    with running_app(app.main_db, "idle-after-read"):
+        state = file_state(app.main_db)
+        started = time.monotonic()
+        result = restore(app, backup)
+        elapsed = time.monotonic() - started
+        assert file_state(app.main_db) == state
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "in use by another process" in result.stderr
+    assert "open" in result.stderr  # the cause: it has the database open
+    assert "stop the app" in result.stderr
+    assert elapsed < 15
+    assert dump(app.main_db) == content
+    assert journal_mode_in_header(app.main_db) == "wal"
+    assert safety_copies(app) == []
+    assert_no_traceback(result)
+
+
+@pytest.mark.parametrize("how", ["begin-immediate", "read-transaction"])
+def test_restore_refuses_while_another_process_holds_a_transaction(app: App, how: str) -> None:
+    make_db(app.root_db, rows=50, journal_mode="delete")
+    backup = back_up(app, "root_pet_painting.db")
+    add_rows(app.root_db)
+    content = dump(app.root_db)
+
+    with running_app(app.root_db, how):
+        state = file_state(app.root_db)
+        result = restore(app, backup)
+        assert file_state(app.root_db) == state
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "in use by another process" in result.stderr
+    assert "transaction" in result.stderr  # the cause: it holds a transaction
+    assert "stop the app" in result.stderr
+    assert dump(app.root_db) == content
+    assert safety_copies(app) == []
+
+
+def test_restore_waits_for_an_app_that_closes_within_the_busy_timeout(app: App) -> None:
+    backup = back_up(app)
+    add_rows(app.main_db)
+
+    with running_app(app.main_db, "idle-after-read") as child:
+        restoring = app.popen("--restore", str(backup), "--yes", "--busy-timeout", "20")
+        time.sleep(1.0)
+        assert child.stdin is not None
+        child.stdin.close()  # the app stops
+        out, err = restoring.communicate(timeout=60)
+
+    assert restoring.returncode == 0, out + err
+    assert dump(app.main_db) == dump(backup, immutable=True)
+
+
+def test_restore_refuses_a_damaged_backup_and_changes_nothing(app: App) -> None:
+    backup = back_up(app)
+    add_rows(app.main_db)
+    damage_middle_page(backup)
+    state = file_state(app.main_db)
+
+    result = restore(app, backup)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "refusing" in result.stderr
+    assert file_state(app.main_db) == state
+    assert safety_copies(app) == []
+    assert_no_traceback(result)
+
+
+def test_restore_refuses_a_backup_whose_sha256_differs_from_the_log(
+    app: App, tmp_path: Path
+) -> None:
+    backup = back_up(app)
+    scratch = tmp_path / "altered.db"
+    shutil.copyfile(backup, scratch)
+    conn = sqlite3.connect(scratch)
+    with conn:
+        conn.execute("UPDATE items SET value = value + 1 WHERE id = 1")
+    conn.close()
+    shutil.copyfile(scratch, backup)  # still a well-formed database; not the one logged
+    state = file_state(app.main_db)
+
+    result = restore(app, backup)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert file_state(app.main_db) == state
+    assert safety_copies(app) == []
+
+
+def test_restore_refuses_without_yes_off_a_terminal(app: App) -> None:
+    backup = back_up(app)
+    state = file_state(app.main_db)
+
+    child = app.popen("--restore", str(backup), stdin=subprocess.DEVNULL)
+    out, err = child.communicate(timeout=60)
+
+    assert child.returncode == 2, out + err
+    assert "--yes" in err
+    assert file_state(app.main_db) == state
+    assert safety_copies(app) == []
+
+
+def test_restore_refuses_a_backup_that_names_no_configured_database(app: App) -> None:
+    stray = app.root / "elsewhere.db.20250101_000000.bak"
+    shutil.copyfile(app.main_db, stray)
+    state = file_state(app.main_db)
+
+    result = restore(app, stray)
+
+    assert result.returncode == 2
+    assert "--target" in result.stderr
+    assert file_state(app.main_db) == state
+
+
+def test_restore_refuses_a_target_in_the_backup_folder(app: App) -> None:
+    backup = back_up(app)
+
+    result = restore(app, backup, "--target", str(app.backup_dir / "pet_painting.db"))
+
+    assert result.returncode == 2
+    assert not (app.backup_dir / "pet_painting.db").exists()
+
+
+def test_restore_leaves_no_temporary_files(app: App) -> None:
+    backup = back_up(app)
+    app.main_db.unlink()
+    restore(app, backup)
+    backup2 = back_up(app)
+
+    restore(app, backup2)
+
+    leftovers = [
+        p.name
+        for folder in (app.backup_dir, app.main_db.parent)
+        for p in folder.iterdir()
+        if p.name.startswith(dbs.TEMP_PREFIX)
+    ]
+    assert leftovers == []
+    assert not os.path.exists(f"{app.main_db}-journal")
