@@ -2544,6 +2544,7 @@ def collect_stats(config: Config, log: dict[str, Any], *, now: dt.datetime) -> d
         disk_total = disk_free = None
     share = (folder_bytes * 100 / disk_total) if disk_total else None
     return {
+        "destinations": collect_destinations(config, log, now=now),
         "backup_dir": str(config.backup_dir),
         "keep_days": config.keep_days,
         "databases": databases,
@@ -2554,6 +2555,49 @@ def collect_stats(config: Config, log: dict[str, Any], *, now: dt.datetime) -> d
         "disk_budget_percent": config.max_disk_percent,
         "within_budget": share is None or share <= config.max_disk_percent,
     }
+
+
+def collect_destinations(
+    config: Config, log: dict[str, Any], *, now: dt.datetime
+) -> list[dict[str, Any]]:
+    """Each destination's newest copy of each database, and how its last run went."""
+    names = [db.name for db in config.databases]
+    naive_now = now.astimezone().replace(tzinfo=None)
+    last: dict[str, dict[str, Any]] = {}
+    for run in log.get("runs", []):
+        for result in run.get("destinations") or []:
+            if isinstance(result, dict):
+                last[str(result.get("destination"))] = result
+    found = []
+    for destination in build_destinations(config):
+        entry: dict[str, Any] = {
+            "destination": destination.label,
+            "last_run_status": last.get(destination.label, {}).get("status"),
+            "last_run_error": last.get(destination.label, {}).get("error"),
+            "newest": {},
+            "error": None,
+        }
+        try:
+            if destination.can_list:
+                listed = destination.list_backups(names)
+                newest = {n: (f[0].path.name, f[0].taken_at) for n, f in listed.items() if f}
+            else:
+                sent = [parse_backup_name(n) for n in _sent_by_command(log, destination.label)]
+                newest = {}
+                for parsed in sorted((p for p in sent if p), key=lambda p: (p.taken_at, p.seq)):
+                    name = format_backup_name(
+                        parsed.name, parsed.taken_at, parsed.seq, parsed.compression
+                    )
+                    newest[parsed.name] = (name, parsed.taken_at)
+        except BackupError as exc:
+            entry["error"] = exc.message
+            newest = {}
+        entry["newest"] = {
+            name: {"file": file, "age_s": (naive_now - taken_at).total_seconds()}
+            for name, (file, taken_at) in newest.items()
+        }
+        found.append(entry)
+    return found
 
 
 def render_stats(stats: dict[str, Any], symbols: Symbols) -> str:
@@ -2587,6 +2631,14 @@ def render_stats(stats: dict[str, Any], symbols: Symbols) -> str:
             f"(budget {stats['disk_budget_percent']:g}%)"
         )
         lines.append(f"  free:  {_format_size(stats['disk_free_bytes'])}")
+    for far in stats["destinations"]:
+        lines.append(f"Copies at {far['destination']}")
+        if far["error"]:
+            lines.append(f"  {symbols.warn} {far['error']}")
+        for name, newest in far["newest"].items():
+            lines.append(f"  {name}: newest {newest['file']} ({_format_age(newest['age_s'])} ago)")
+        if far["last_run_status"] == "failed":
+            lines.append(f"  {symbols.fail} last run failed: {far['last_run_error']}")
     return "\n".join(lines)
 
 
@@ -2703,6 +2755,26 @@ def collect_check(config: Config, log: dict[str, Any], *, now: dt.datetime) -> d
                 f"{_format_size(next_backup_bytes)}",
             )
         )
+    limit = max_age + CHECK_GRACE
+    for far in stats["destinations"]:
+        where = far["destination"]
+        if far["error"]:
+            problems.append((CheckStatus.WARNING, f"copies at {where}: {far['error']}"))
+        if far["last_run_status"] == "failed":
+            problems.append(
+                (CheckStatus.WARNING, f"copy to {where} failed: {far['last_run_error']}")
+            )
+        for db in config.databases:
+            newest = far["newest"].get(db.name)
+            if newest is None and backups[db.name] and not far["error"]:
+                problems.append((CheckStatus.WARNING, f"{db.name}: no copy at {where}"))
+            elif newest is not None and newest["age_s"] > limit.total_seconds():
+                problems.append(
+                    (
+                        CheckStatus.WARNING,
+                        f"{db.name}: newest copy at {where} is {_format_age(newest['age_s'])} old",
+                    )
+                )
     problems.sort(key=lambda item: -item[0])
     status = problems[0][0] if problems else CheckStatus.OK
     stats.update(
