@@ -205,6 +205,7 @@ class Config:
     s3_endpoint: str | None = None
     s3_profile: str | None = None
     s3_region: str | None = None
+    s3_addressing: str | None = None
     upload_command: tuple[str, ...] = ()
     upload_timeout: float = 3600.0
     notify_url: tuple[str, ...] = ()
@@ -245,6 +246,7 @@ class Config:
             "s3_endpoint": self.s3_endpoint,
             "s3_profile": self.s3_profile,
             "s3_region": self.s3_region,
+            "s3_addressing": self.s3_addressing,
             "upload_command": list(self.upload_command),
             "upload_timeout": self.upload_timeout,
             "notify_url": [mask_url(u) for u in self.notify_url],
@@ -276,6 +278,7 @@ _TEXT_SETTINGS: dict[str, tuple[str, ...] | None] = {
     "s3_endpoint": None,
     "s3_profile": None,
     "s3_region": None,
+    "s3_addressing": ("path", "virtual"),
     "notify_on": ("failure", "success", "always"),
     "notify_format": ("json", "dingtalk", "wecom", "feishu", "slack"),
     "notify_command": None,
@@ -1552,6 +1555,16 @@ def _s3_error(exc: Exception, where: str) -> BackupError:
     )
 
 
+def _addressing_style(endpoint: str | None) -> str:
+    """Path-style requests for an endpoint given by address (MinIO, rclone on a LAN);
+    virtual-hosted ones, which Aliyun OSS and Tencent COS require, for named hosts."""
+    if not endpoint:
+        return "auto"
+    host = urllib.parse.urlsplit(endpoint).hostname or ""
+    by_address = host == "localhost" or re.fullmatch(r"[\d.]+|[0-9a-fA-F:]+", host) is not None
+    return "path" if by_address else "virtual"
+
+
 def _md5_etags(path: Path, part_bytes: int) -> set[str]:
     """The ETags S3 may give ``path``: its MD5, and the multipart form for ``part_bytes``."""
     whole, parts = hashlib.md5(), []
@@ -1571,7 +1584,13 @@ class S3Destination(Destination):
     """
 
     def __init__(
-        self, url: str, *, endpoint: str | None, profile: str | None, region: str | None
+        self,
+        url: str,
+        *,
+        endpoint: str | None,
+        profile: str | None,
+        region: str | None,
+        addressing: str | None = None,
     ) -> None:
         match = _S3_URL.fullmatch(url)
         if not match:
@@ -1580,6 +1599,7 @@ class S3Destination(Destination):
         self.prefix = (match["prefix"] or "").strip("/")
         self.prefix += "/" if self.prefix else ""
         self.endpoint, self.profile, self.region = endpoint, profile, region
+        self.addressing = addressing or _addressing_style(endpoint)
         where = f" at {mask_url(endpoint)}" if endpoint else ""
         self.label = f"s3://{self.bucket}/{self.prefix}{where}"
         self._client: Any = None
@@ -1589,17 +1609,31 @@ class S3Destination(Destination):
             boto3 = _boto3()
             from botocore.config import Config as BotoConfig
 
-            session = boto3.session.Session(profile_name=self.profile)
+            settings: dict[str, Any] = {
+                "retries": {"max_attempts": 5, "mode": "standard"},
+                "connect_timeout": 10,
+                "read_timeout": 120,
+                "s3": {"addressing_style": self.addressing},
+                # boto3 1.36+ adds checksums in aws-chunked bodies that many S3-compatible
+                # stores (OSS, COS, MinIO's older releases) refuse; checked after upload instead.
+                "request_checksum_calculation": "when_required",
+                "response_checksum_validation": "when_required",
+            }
+            try:
+                config = BotoConfig(**settings)
+            except TypeError:  # botocore before 1.36 has neither setting, nor the problem
+                del settings["request_checksum_calculation"]
+                del settings["response_checksum_validation"]
+                config = BotoConfig(**settings)
+            try:
+                session = boto3.session.Session(profile_name=self.profile)
+            except Exception as exc:  # botocore's ProfileNotFound
+                raise _s3_error(exc, f"--s3-profile {self.profile}") from exc
             self._client = session.client(
                 "s3",
                 endpoint_url=self.endpoint,
                 region_name=self.region or ("us-east-1" if self.endpoint else None),
-                config=BotoConfig(
-                    retries={"max_attempts": 5, "mode": "standard"},
-                    connect_timeout=10,
-                    read_timeout=120,
-                    s3={"addressing_style": "path" if self.endpoint else "auto"},
-                ),
+                config=config,
             )
         return self._client
 
@@ -1741,7 +1775,11 @@ def build_destinations(config: Config) -> list[Destination]:
     destinations: list[Destination] = [FolderDestination(p) for p in config.copy_to]
     destinations += [
         S3Destination(
-            url, endpoint=config.s3_endpoint, profile=config.s3_profile, region=config.s3_region
+            url,
+            endpoint=config.s3_endpoint,
+            profile=config.s3_profile,
+            region=config.s3_region,
+            addressing=config.s3_addressing,
         )
         for url in config.s3
     ]
@@ -3188,6 +3226,7 @@ def build_parser() -> argparse.ArgumentParser:
     far("--s3-endpoint", metavar="URL", help="S3-compatible endpoint (OSS, COS, MinIO, R2)")
     far("--s3-profile", metavar="NAME", help="AWS credentials profile (default: environment)")
     far("--s3-region", metavar="NAME", help="S3 region")
+    far("--s3-addressing", choices=["path", "virtual"], help="bucket in the path or host name")
     far(
         "--upload-command", action="append", metavar="CMD", help="run CMD per backup: {path} {name}"
     )
