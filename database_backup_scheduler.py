@@ -1404,6 +1404,15 @@ def _atomic_write(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def check_log_folder(path: Path) -> None:
+    """Refuse, before anything is done, a run log that could not be written at the end."""
+    if not path.parent.is_dir():
+        raise _usage_error(
+            f"the folder of the run log {path} does not exist",
+            "create it, or choose another --log-file",
+        )
+
+
 def append_run(path: Path, run: dict[str, Any], *, max_runs: int) -> str | None:
     """Append a run to the log, atomically, keeping the newest ``max_runs``; returns a warning.
 
@@ -1996,6 +2005,7 @@ def run_backups(
 
     A failed database does not stop the others, and is not pruned.
     """
+    check_log_folder(config.log_file)
     ensure_backup_dir(config.backup_dir)
     with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout, on_lock_wait):
         started = now or _now_local()
@@ -2023,7 +2033,8 @@ def run_backups(
                 keep_weekly=config.keep_weekly,
                 keep_monthly=config.keep_monthly,
             )
-            deleted, errors = prune_backups(expired)
+            # Never the backup this run just made, whatever the clock says of other names.
+            deleted, errors = prune_backups([b for b in expired if str(b.path) != result.backup])
             result.pruned = [str(p) for p in deleted]
             report.warnings.extend(errors)
         if config.copy_to or config.s3 or config.upload_command:
@@ -2332,6 +2343,7 @@ def restore_backup(
         "status": "failed",
         "error": None,
     }
+    check_log_folder(config.log_file)
     ensure_backup_dir(config.backup_dir)
     with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout):
         log, _ = read_run_log(config.log_file)
@@ -2464,6 +2476,11 @@ def _format_age(seconds: float) -> str:
     return f"{minutes} min"
 
 
+def _text_or_none(value: Any) -> str | None:
+    """A log value shown as text; a hand-edited log may hold anything."""
+    return None if value is None else str(value)
+
+
 def collect_history(log: dict[str, Any], limit: int) -> list[dict[str, Any]]:
     """The newest ``limit`` per-database results of the log, newest first."""
     rows = []
@@ -2474,10 +2491,10 @@ def collect_history(log: dict[str, Any], limit: int) -> list[dict[str, Any]]:
                     "time": run.get("started_at"),
                     "action": str(run.get("kind")),
                     "database": run.get("database"),
-                    "file": run.get("backup"),
+                    "file": _text_or_none(run.get("backup")),
                     "size_bytes": None,
                     "status": run.get("status"),
-                    "error": run.get("error"),
+                    "error": _text_or_none(run.get("error")),
                     "trigger": run.get("trigger"),
                 }
             )
@@ -2489,10 +2506,10 @@ def collect_history(log: dict[str, Any], limit: int) -> list[dict[str, Any]]:
                             "time": run.get("started_at"),
                             "action": "backup",
                             "database": result.get("database"),
-                            "file": result.get("backup"),
+                            "file": _text_or_none(result.get("backup")),
                             "size_bytes": result.get("size_bytes"),
                             "status": result.get("status"),
-                            "error": result.get("error"),
+                            "error": _text_or_none(result.get("error")),
                             "trigger": run.get("trigger"),
                         }
                     )

@@ -1,0 +1,551 @@
+"""The command line: where things are found, how settings combine, exit codes, usage errors,
+and output that never crashes (a console that cannot encode it, a closed pipe).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import App, assert_no_traceback, integrity, make_config, make_db
+
+import database_backup_scheduler as dbs
+
+CONFIG_NAME = "database_backup_config.json"
+
+
+def show_config(app: App, *flags: str, cwd: Path | None = None) -> dict[str, Any]:
+    result = app.run("--show-config", *flags, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def write_config(path: Path, settings: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings), encoding="utf-8")
+    return path
+
+
+def assert_usage_error(
+    app: App, result: subprocess.CompletedProcess[str], *expected: str
+) -> list[str]:
+    """Exit 2, one error line (argparse style), no traceback, and nothing was run."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert_no_traceback(result)
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.stderr
+    for text in expected:
+        assert text in errors[0], result.stderr
+    assert not app.backup_dir.exists()
+    assert not app.log_file.exists()
+    return errors
+
+
+def config_error(root: Path, *flags: str) -> dbs.BackupError:
+    """The configuration error that building the settings from ``flags`` raises (exit 2)."""
+    with pytest.raises(dbs.BackupError) as caught:
+        make_config(root, *flags)
+    assert caught.value.exit_code == 2
+    return caught.value
+
+
+# -- defaults and where things are found -----------------------------------------------
+
+
+def test_defaults_back_up_the_instance_database_and_skip_an_absent_root_one(app: App) -> None:
+    result = app.run("--run")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert len(app.backups("pet_painting.db")) == 1
+    assert app.backups("root_pet_painting.db") == []
+    assert "skipped" in result.stdout
+    assert app.log_file.exists()
+
+
+def test_defaults_back_up_the_root_database_when_present(app: App) -> None:
+    make_db(app.root_db, rows=7)
+    result = app.run("--run")
+    assert result.returncode == 0, result.stderr
+    assert len(app.backups("pet_painting.db")) == 1
+    [root_backup] = app.backups("root_pet_painting.db")
+    assert integrity(root_backup) == "ok"
+
+
+def test_missing_instance_database_fails_the_run(app: App) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{app.main_db}{suffix}").unlink(missing_ok=True)
+    result = app.run("--run")
+    assert result.returncode == 1
+    assert_no_traceback(result)
+    assert str(app.main_db) in result.stdout
+
+
+def test_run_from_another_folder_uses_the_app_root(app: App, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    make_db(elsewhere / "instance" / "pet_painting.db", rows=3)  # a decoy in the working folder
+    result = app.run("--run", cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    [backup] = app.backups("pet_painting.db")
+    assert integrity(backup) == "ok"
+    assert app.log_file.exists()
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["instance"]
+    assert sorted(p.name for p in (elsewhere / "instance").iterdir()) == ["pet_painting.db"]
+
+
+def test_show_config_prints_the_default_settings_as_json(app: App, tmp_path: Path) -> None:
+    config = show_config(app, cwd=tmp_path)
+    assert config["databases"] == [
+        {"name": "pet_painting.db", "path": str(app.main_db), "required": True},
+        {"name": "root_pet_painting.db", "path": str(app.root_db), "required": False},
+    ]
+    assert config["backup_dir"] == str(app.backup_dir)
+    assert config["log_file"] == str(app.log_file)
+    assert config["keep_days"] == 30
+    assert config["keep_last"] == 3
+    assert config["config_file"] is None
+
+
+def test_db_path_on_the_command_line_resolves_against_the_working_folder(
+    app: App, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    make_db(work / "data" / "shop.db", rows=4)
+    result = app.run("--run", "--db", "data/shop.db", cwd=work)
+    assert result.returncode == 0, result.stderr
+    [backup] = app.backups("shop.db")
+    assert read_count(backup) == 4
+    assert app.backups("pet_painting.db") == []  # --db replaces the defaults
+
+
+def test_backup_dir_and_log_file_flags_resolve_against_the_working_folder(
+    app: App, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    result = app.run("--run", "--backup-dir", "bk", "--log-file", "runs.json", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert len([p for p in (work / "bk").iterdir() if p.name.endswith(".bak")]) == 1
+    assert (work / "runs.json").exists()
+    assert not app.backup_dir.exists()
+    assert not app.log_file.exists()
+
+
+def test_db_flag_with_a_name_names_the_backups(app: App) -> None:
+    result = app.run("--run", "--db", f"shop={app.main_db}", "--db", f"other.db={app.main_db}")
+    assert result.returncode == 0, result.stderr
+    assert len(app.backups("shop")) == 1
+    assert len(app.backups("other.db")) == 1
+    assert app.backups("pet_painting.db") == []
+
+
+def test_config_file_paths_resolve_against_the_config_files_folder(
+    app: App, tmp_path: Path
+) -> None:
+    conf_dir = tmp_path / "conf"
+    make_db(conf_dir / "data" / "x.db", rows=6)
+    config = write_config(
+        conf_dir / "settings.json",
+        {
+            "databases": [{"name": "x", "path": "data/x.db"}],
+            "backup_dir": "bk",
+            "log_file": "l.json",
+        },
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    result = app.run("--run", "--config", os.path.relpath(config, work), cwd=work)
+    assert result.returncode == 0, result.stderr
+    backups = [p for p in (conf_dir / "bk").iterdir() if p.name.startswith("x.")]
+    assert len(backups) == 1
+    assert (conf_dir / "l.json").exists()
+    assert sorted(p.name for p in work.iterdir()) == []
+
+
+def test_default_config_file_in_the_app_root_is_read_from_any_folder(
+    app: App, tmp_path: Path
+) -> None:
+    write_config(app.root / CONFIG_NAME, {"keep_days": 7, "backup_dir": "bk"})
+    config = show_config(app, cwd=tmp_path)
+    assert config["keep_days"] == 7
+    assert config["backup_dir"] == str(app.root / "bk")
+    assert config["config_file"] == str(app.root / CONFIG_NAME)
+
+
+def test_config_file_saved_with_a_byte_order_mark_is_read(app: App) -> None:
+    (app.root / CONFIG_NAME).write_bytes(b"\xef\xbb\xbf" + json.dumps({"keep_days": 9}).encode())
+    assert show_config(app)["keep_days"] == 9
+
+
+def test_flags_override_the_config_file_which_overrides_the_defaults(app: App) -> None:
+    write_config(app.root / CONFIG_NAME, {"keep_days": 7, "keep_last": 5})
+    config = show_config(app, "--keep-days", "2")
+    assert config["keep_days"] == 2  # flag
+    assert config["keep_last"] == 5  # file
+    assert config["busy_timeout"] == 60  # default
+
+
+def test_db_flag_replaces_the_databases_of_the_config_file(app: App, tmp_path: Path) -> None:
+    write_config(app.root / CONFIG_NAME, {"databases": ["instance/pet_painting.db"]})
+    other = make_db(tmp_path / "other.db", rows=2)
+    config = show_config(app, "--db", f"o={other}")
+    assert config["databases"] == [{"name": "o", "path": str(other), "required": True}]
+
+
+def test_optional_database_from_the_config_file_is_skipped_when_absent(app: App) -> None:
+    write_config(
+        app.root / CONFIG_NAME,
+        {
+            "databases": [
+                "instance/pet_painting.db",
+                {"name": "extra", "path": "extra.db", "required": False},
+            ]
+        },
+    )
+    result = app.run("--run")
+    assert result.returncode == 0, result.stderr
+    assert "skipped" in result.stdout
+    assert len(app.backups("pet_painting.db")) == 1
+
+
+def read_count(path: Path) -> int:
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+    finally:
+        conn.close()
+
+
+# -- usage and configuration errors: exit 2, one line, nothing run ---------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "mentions"),
+    [
+        (["--keep-days", "-1"], "keep"),
+        (["--keep-last", "0"], "keep"),
+        (["--keep-days", "abc"], "--keep-days"),
+        (["--keep-last", "many"], "--keep-last"),
+        (["--keep-days", "1.5"], "--keep-days"),
+        (["--busy-timeout", "-1"], "busy"),
+        (["--busy-timeout", "nan"], "busy"),
+        (["--lock-timeout", "soon"], "--lock-timeout"),
+        (["--log-max-runs", "0"], "log"),
+        (["--trigger", "boss"], "--trigger"),
+        (["--no-such-flag"], "--no-such-flag"),
+    ],
+)
+def test_bad_flag_value_is_a_usage_error(app: App, flags: list[str], mentions: str) -> None:
+    assert_usage_error(app, app.run("--run", *flags), mentions)
+
+
+def test_empty_db_path_is_a_usage_error(app: App) -> None:
+    assert_usage_error(app, app.run("--run", "--db", "main="), "--db")
+    assert_usage_error(app, app.run("--run", "--db", ""), "--db")
+
+
+def test_backup_dir_that_is_a_file_is_a_usage_error_naming_it(app: App, tmp_path: Path) -> None:
+    a_file = tmp_path / "not_a_folder"
+    a_file.write_bytes(b"x")
+    assert_usage_error(app, app.run("--run", "--backup-dir", str(a_file)), str(a_file))
+    assert a_file.read_bytes() == b"x"
+
+
+def test_log_file_that_is_a_folder_is_a_usage_error_naming_it(app: App, tmp_path: Path) -> None:
+    folder = tmp_path / "log_folder"
+    folder.mkdir()
+    assert_usage_error(app, app.run("--run", "--log-file", str(folder)), str(folder))
+
+
+def test_no_action_is_a_usage_error(app: App) -> None:
+    assert_usage_error(app, app.run())
+
+
+def test_two_actions_are_a_usage_error(app: App) -> None:
+    assert_usage_error(app, app.run("--run", "--history"))
+
+
+def test_history_limit_below_one_is_a_usage_error(app: App) -> None:
+    assert_usage_error(app, app.run("--history", "--limit", "0"), "--limit")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"keep_days": 7,',
+        "keep_days = 7",
+        "",
+    ],
+    ids=["cut-short", "not-json", "empty"],
+)
+def test_malformed_config_file_is_a_usage_error_naming_it(app: App, content: str) -> None:
+    (app.root / CONFIG_NAME).write_text(content, encoding="utf-8")
+    assert_usage_error(app, app.run("--run"), str(app.root / CONFIG_NAME))
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"keep_dayz": 7},
+        {"keep_days": "30"},
+        {"keep_days": 1.5},
+        {"keep_days": True},
+        {"keep_days": None},
+        {"keep_days": -1},
+        {"keep_last": 0},
+        {"busy_timeout": "fast"},
+        {"log_max_runs": 0},
+        {"backup_dir": 5},
+        {"backup_dir": ""},
+        {"log_file": ["a"]},
+        {"databases": "instance/pet_painting.db"},
+        {"databases": []},
+        {"databases": [5]},
+        {"databases": [{"name": "x"}]},
+        {"databases": [{"name": 5, "path": "x.db"}]},
+        {"databases": [{"path": "x.db", "required": "yes"}]},
+        {"databases": [{"path": "x.db", "colour": "blue"}]},
+        ["keep_days", 7],
+    ],
+    ids=lambda s: json.dumps(s)[:40],
+)
+def test_bad_setting_in_the_config_file_is_a_configuration_error_naming_it(
+    tmp_path: Path, settings: Any
+) -> None:
+    config = write_config(tmp_path / "conf" / "settings.json", settings)
+    error = config_error(tmp_path, "--config", str(config))
+    assert str(config) in error.message
+    assert error.hint
+
+
+def test_bad_setting_in_the_config_file_is_a_one_line_usage_error(app: App, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "conf" / "settings.json", {"keep_days": "30"})
+    [line] = assert_usage_error(app, app.run("--run", "--config", str(config)), str(config))
+    assert "keep_days" in line
+
+
+def test_unknown_config_key_error_lists_the_known_keys(app: App, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.json", {"keepdays": 7})
+    result = app.run("--run", "--config", str(config))
+    assert_usage_error(app, result, "keepdays", "keep_days")
+
+
+def test_missing_config_file_is_a_usage_error_naming_it(app: App, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.json"
+    assert_usage_error(app, app.run("--run", "--config", str(missing)), str(missing))
+
+
+def test_two_databases_with_the_same_name_are_a_usage_error(app: App, tmp_path: Path) -> None:
+    one = make_db(tmp_path / "a" / "shop.db", rows=1)
+    two = make_db(tmp_path / "b" / "shop.db", rows=1)
+    [line] = assert_usage_error(app, app.run("--run", "--db", str(one), "--db", str(two)))
+    assert "shop.db" in line
+
+
+def test_database_names_differing_only_in_case_are_a_usage_error(app: App, tmp_path: Path) -> None:
+    one = make_db(tmp_path / "one.db", rows=1)
+    two = make_db(tmp_path / "two.db", rows=1)
+    result = app.run("--run", "--db", f"Shop={one}", "--db", f"shop={two}")
+    assert_usage_error(app, result)
+    assert "hint:" in result.stderr
+
+
+def test_config_file_databases_with_the_same_file_name_are_a_usage_error(app: App) -> None:
+    make_db(app.root_db, rows=1)
+    write_config(
+        app.root / CONFIG_NAME, {"databases": ["instance/pet_painting.db", "pet_painting.db"]}
+    )
+    assert_usage_error(app, app.run("--run"), "pet_painting.db")
+
+
+BAD_NAMES = [".hidden", "a*b", "what?", "ends.", "ends ", 'q"uote', "pipe|name", "tab\tname", "<x>"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_bad_database_name_on_the_command_line_is_a_configuration_error(
+    tmp_path: Path, name: str
+) -> None:
+    error = config_error(tmp_path, "--db", f"{name}={tmp_path / 'x.db'}")
+    assert "file name" in error.message
+    assert error.hint
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "a\\b", "c:d", "..", "line\nbreak", "newline\n"])
+def test_bad_database_name_in_the_config_file_is_a_configuration_error(
+    tmp_path: Path, name: str
+) -> None:
+    config = write_config(tmp_path / "c.json", {"databases": [{"name": name, "path": "x.db"}]})
+    config_error(tmp_path, "--config", str(config))
+
+
+def test_bad_database_name_is_a_one_line_usage_error(app: App) -> None:
+    assert_usage_error(app, app.run("--run", "--db", f"a*b={app.main_db}"), "a*b")
+
+
+def test_bad_database_name_in_the_config_file_is_a_one_line_usage_error(app: App) -> None:
+    write_config(app.root / CONFIG_NAME, {"databases": [{"name": "a/b", "path": "x.db"}]})
+    assert_usage_error(app, app.run("--run"), "a/b")
+
+
+def test_database_name_too_long_for_a_file_name_is_a_usage_error(app: App) -> None:
+    # <name>.<15-character stamp>[-seq].bak must fit the 255-byte limit of file names.
+    assert_usage_error(app, app.run("--run", "--db", f"{'n' * 240}={app.main_db}"))
+
+
+def test_debug_shows_the_traceback_of_an_error(app: App, tmp_path: Path) -> None:
+    result = app.run("--run", "--debug", "--config", str(tmp_path / "nope.json"))
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr
+
+
+# -- exit codes ------------------------------------------------------------------------
+
+
+def test_exit_code_is_0_when_every_required_database_is_backed_up(app: App) -> None:
+    assert app.run("--run").returncode == 0
+
+
+def test_exit_code_is_1_when_any_backup_fails_and_the_others_still_run(
+    app: App, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_text("not a database\n" * 100, encoding="utf-8")
+    result = app.run("--run", "--db", f"bad={bad}", "--db", f"good={app.main_db}")
+    assert result.returncode == 1
+    assert_no_traceback(result)
+    assert len(app.backups("good")) == 1
+    assert str(bad) in result.stdout
+    log = json.loads(app.log_file.read_text(encoding="utf-8"))
+    assert [r["status"] for r in log["runs"][-1]["results"]] == ["failed", "ok"]
+
+
+def test_run_json_prints_one_json_document(app: App) -> None:
+    result = app.run("--run", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [r["status"] for r in report["results"]] == ["ok", "skipped"]
+    assert report["results"][0]["backup"] == str(app.backups("pet_painting.db")[0])
+
+
+def test_version_is_printed(app: App) -> None:
+    result = app.run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip().startswith("database_backup_scheduler.py ")
+
+
+# -- output never crashes --------------------------------------------------------------
+
+
+@pytest.fixture
+def chinese_db(tmp_path: Path) -> Path:
+    return make_db(tmp_path / "数据 文件夹" / "宠物 画.db", rows=5)
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "cp936", "gbk"])
+def test_run_on_a_console_that_cannot_show_the_output_succeeds_with_ascii_marks(
+    app: App, tmp_path: Path, chinese_db: Path, encoding: str
+) -> None:
+    backups = tmp_path / "备份 目录"
+    result = app.run(
+        "--run", "--db", str(chinese_db), "--backup-dir", str(backups),
+        env={"PYTHONIOENCODING": encoding},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert_no_traceback(result)
+    assert "[OK]" in result.stdout
+    [backup] = [p for p in backups.iterdir() if p.name.endswith(".bak")]
+    assert backup.name.startswith("宠物 画.db.")
+    assert integrity(backup) == "ok"
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "gbk"])
+def test_reports_on_a_console_that_cannot_show_the_output_succeed(
+    app: App, chinese_db: Path, encoding: str
+) -> None:
+    assert app.run("--run", "--db", f"宠物 画={chinese_db}").returncode == 0
+    env = {"PYTHONIOENCODING": encoding}
+    for action in ("--history", "--stats"):
+        result = app.run(action, "--db", f"宠物 画={chinese_db}", env=env)
+        assert result.returncode == 0, result.stderr
+        assert_no_traceback(result)
+        result = app.run(action, "--json", "--db", f"宠物 画={chinese_db}", env=env)
+        assert result.returncode == 0, result.stderr
+        json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("action", ["--run", "--history", "--stats", "--show-config"])
+def test_json_on_an_ascii_console_keeps_non_ascii_names_intact(
+    app: App, chinese_db: Path, action: str
+) -> None:
+    assert app.run("--run", "--db", str(chinese_db)).returncode == 0
+    flags = [action, "--db", str(chinese_db)] + ([] if action == "--show-config" else ["--json"])
+    result = app.run(*flags, env={"PYTHONIOENCODING": "ascii"})
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    text = json.dumps(document, ensure_ascii=False)
+    assert "宠物 画.db" in text
+    assert "?" not in text
+
+
+def test_app_in_a_folder_with_chinese_and_spaces_works_on_an_ascii_console(
+    app: App, tmp_path: Path
+) -> None:
+    root = tmp_path / "宠物 应用"
+    shutil.copytree(app.root, root)
+    moved = App(root)
+    moved.log_file.write_bytes(b"damaged")  # a warning that names a non-ASCII path
+    env = {"PYTHONIOENCODING": "ascii"}
+    for action in (["--run"], ["--history"], ["--stats"], ["--run", "--json"]):
+        result = moved.run(*action, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert_no_traceback(result)
+    assert len(moved.backups("pet_painting.db")) == 2
+
+
+def test_failure_on_an_ascii_console_is_reported_without_a_traceback(
+    app: App, tmp_path: Path
+) -> None:
+    missing = tmp_path / "缺失 的.db"
+    result = app.run("--run", "--db", str(missing), env={"PYTHONIOENCODING": "ascii"})
+    assert result.returncode == 1
+    assert_no_traceback(result)
+    assert "[FAILED]" in result.stdout
+
+
+def test_usage_error_on_an_ascii_console_is_reported_without_a_traceback(
+    app: App, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "配置 文件.json", {"未知": 1})
+    result = app.run("--run", "--config", str(config), env={"PYTHONIOENCODING": "ascii"})
+    assert result.returncode == 2
+    assert_no_traceback(result)
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stdout-and-stderr"])
+def test_output_to_a_closed_pipe_does_not_abort_the_run(app: App, closed: str) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will ever read: every write fails with EPIPE
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(app.script), "--run"],
+            cwd=app.root,
+            stdout=write_end,
+            stderr=write_end if closed == "stdout-and-stderr" else subprocess.PIPE,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0, proc.stderr
+    [backup] = app.backups("pet_painting.db")
+    assert integrity(backup) == "ok"
+    log = json.loads(app.log_file.read_text(encoding="utf-8"))
+    assert log["runs"][-1]["results"][0]["status"] == "ok"
+    if proc.stderr is not None:
+        assert b"Traceback" not in proc.stderr
