@@ -366,9 +366,26 @@ def _check_list(source: str, key: str, items: Sequence[str], base: Path) -> tupl
                 raise _config_error(source, f"{key}: {url!r} is not s3://bucket/prefix")
     if key == "notify_url":
         for url in items:
-            if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-                raise _config_error(source, f"{key}: a notify URL must start with http(s)://")
+            if not _is_sendable_url(url):
+                raise _config_error(
+                    source,
+                    f"{key}: {mask_url(url)} is not an http(s):// URL with a valid host and "
+                    "port, free of spaces",
+                )
     return tuple(items)
+
+
+def _is_sendable_url(url: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not re.search(r"[\s\x00-\x1f\x7f]", url)
+    )
 
 
 def _check_text(source: str, key: str, value: Any) -> str | None:
@@ -912,12 +929,19 @@ def _snapshot(src: sqlite3.Connection, temp: Path, busy_timeout: float) -> None:
         dst.close()
 
 
+# Temporary files this process has made and not yet removed. Ctrl+C can land between a
+# file's creation and the ``try`` that would remove it; main() removes what is left here.
+_LIVE_TEMP_FILES: set[Path] = set()
+
+
 def _new_temp_file(folder: Path, name: str) -> Path:
     """Create an empty owner-only temporary file; O_EXCL never follows a planted link."""
     temp = folder / format_temp_name(name)
+    _LIVE_TEMP_FILES.add(temp)
     try:
         os.close(os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except OSError as exc:
+        _LIVE_TEMP_FILES.discard(temp)
         raise describe_os_error(exc, folder, "writing a temporary file into") from exc
     return temp
 
@@ -928,6 +952,7 @@ def _remove_temp_file(temp: Path) -> None:
             os.unlink(leftover)
         except OSError:
             pass
+    _LIVE_TEMP_FILES.discard(temp)
 
 
 def _seal(temp: Path, what: str) -> tuple[int, str]:
@@ -1447,10 +1472,13 @@ def append_run(path: Path, run: dict[str, Any], *, max_runs: int) -> str | None:
 def mask_url(url: str) -> str:
     """A URL safe to print and log: scheme and host only; paths and queries of webhooks and
     endpoints carry tokens (``access_token=...``, Slack's ``/services/T/B/secret``)."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port out of range, a broken IPv6 address
+        return "***"
     if not parts.scheme or not parts.hostname:
         return "***"
-    port = f":{parts.port}" if parts.port else ""
     rest = "/***" if (parts.path.strip("/") or parts.query) else ""
     return f"{parts.scheme}://{parts.hostname}{port}{rest}"
 
@@ -1737,8 +1765,11 @@ class CommandDestination(Destination):
 
     def __init__(self, template: str, timeout: float) -> None:
         self.template, self.timeout = template, timeout
-        self.label = template.split()[0] if template.split() else template
-        self.label = f"command {self.label}"
+        # The template may hold a secret (an ossutil key): show its program and a short
+        # digest, which also tells two commands of the same program apart in the log.
+        program = Path(template.split()[0]).name if template.split() else "?"
+        digest = hashlib.sha256(template.encode()).hexdigest()[:8]
+        self.label = f"command {program} #{digest}"
 
     def command(self, backup: BackupFile, sha256: str) -> list[str]:
         """The command line for one backup, each placeholder filled inside its argument."""
@@ -1933,9 +1964,10 @@ def send_alerts(config: Config, run: dict[str, Any]) -> list[dict[str, Any]]:
                 response.read(65536)
         except urllib.error.HTTPError as exc:
             delivery.update(status="failed", error=f"HTTP {exc.code} {exc.reason}")
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            delivery.update(status="failed", error=f"{type(exc).__name__}: {reason}")
+        except urllib.error.URLError as exc:
+            delivery.update(status="failed", error=f"URLError: {exc.reason}")
+        except Exception as exc:  # noqa: BLE001 - http.client's errors quote the URL: name only
+            delivery.update(status="failed", error=f"{type(exc).__name__} from the server")
         deliveries.append(delivery)
     if config.notify_command:
         summary = json.dumps(render_alert(run, "json"), ensure_ascii=False)
@@ -2869,6 +2901,12 @@ def render_check(check: dict[str, Any]) -> str:
             f"{db['database']}: {db['backups']} backup(s), newest {age} old, last run "
             f"{db['last_run_status'] or 'unknown'}"
         )
+    for far in check.get("destinations", []):
+        copies = ", ".join(
+            f"{name} newest {newest['file']} ({_format_age(newest['age_s'])} old)"
+            for name, newest in far["newest"].items()
+        )
+        lines.append(f"copies at {far['destination']}: {far['error'] or copies or 'none yet'}")
     if check["disk_free_bytes"] is not None:
         lines.append(
             f"backup folder: {_format_size(check['backup_dir_bytes'])}, "
@@ -3337,6 +3375,16 @@ def _cmd_run(config: Config, args: argparse.Namespace, io: Output) -> int:
         pruned = [p for r in report.results for p in r.pruned]
         for path in pruned:
             io.say(f"{sym.prune} pruned {Path(path).name}")
+        for far in report.destinations:
+            if far.status == "ok":
+                io.say(
+                    f"{sym.ok} copies at {far.destination}: {len(far.uploaded)} copied, "
+                    f"{len(far.pruned)} pruned"
+                )
+            else:
+                io.say(f"{sym.fail} copy to {far.destination} failed: {far.error}")
+                if far.hint:
+                    io.say(f"   hint: {far.hint}")
         io.say(rule)
         status = (
             f"{sym.fail} Backup finished with failures"
@@ -3597,6 +3645,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_error(io, exc)
         return exc.exit_code
     except KeyboardInterrupt:
+        for temp in list(_LIVE_TEMP_FILES):
+            _remove_temp_file(temp)
         io.error("interrupted")
         return 130
     except Exception as exc:  # noqa: BLE001 - no traceback reaches the user without --debug
