@@ -322,6 +322,8 @@ def parse_db_argument(value: str, base: Path) -> DatabaseSpec:
 
 
 def _resolve(text: str, base: Path) -> Path:
+    if "\x00" in text:
+        raise _usage_error(f"the path {text!r} holds a NUL character", "fix the path")
     path = Path(os.path.expanduser(text))
     return path if path.is_absolute() else base / path
 
@@ -399,9 +401,9 @@ def _check_text(source: str, key: str, value: Any) -> str | None:
 
 
 def _check_compress(source: str, value: Any) -> str | None:
-    if value in (None, "none", False):
+    if value is None or value is False or value == "none":
         return None
-    if value not in COMPRESSION_SUFFIXES:
+    if not isinstance(value, str) or value not in COMPRESSION_SUFFIXES:
         raise _config_error(source, f"compress must be gzip, zstd or none, not {value!r}")
     return str(value)
 
@@ -546,6 +548,14 @@ def validate_config(config: Config) -> None:
                 'give each a distinct name with --db NAME=PATH (or "name" in the config file)',
             )
         seen[key] = db
+    log_real = config.log_file.resolve()
+    if any(log_real == db.path.resolve() for db in config.databases) or (
+        log_real.parent == config.backup_dir.resolve()
+    ):
+        raise _usage_error(
+            f"run log {config.log_file} is a database or lies in the backup folder",
+            "choose another --log-file",
+        )
     if config.log_file.exists() and not config.log_file.is_file():
         raise _usage_error(
             f"run log {config.log_file} is not a regular file",
@@ -843,6 +853,10 @@ class _BusyTimeout(Exception):
     pass
 
 
+class _CopyWriteError(Exception):
+    """SQLite failed on the copy's side (the backup folder), not on the source's."""
+
+
 def _write_quietly(stream: TextIO, text: str) -> None:
     """Write and flush; a closed pipe or console must never abort a backup half-way."""
     try:
@@ -918,13 +932,19 @@ def _snapshot(src: sqlite3.Connection, temp: Path, busy_timeout: float) -> None:
             if time.monotonic() - started >= busy_timeout:
                 raise _BusyTimeout
 
-    dst = sqlite3.connect(str(temp), isolation_level=None)
     try:
+        dst = sqlite3.connect(str(temp), isolation_level=None)
         dst.execute("PRAGMA journal_mode=OFF")
         dst.execute("PRAGMA synchronous=OFF")
+    except sqlite3.Error as exc:
+        raise _CopyWriteError(exc) from exc
+    try:
         src.backup(dst, pages=-1, progress=give_up_when_busy)
-        # A copy of a WAL database is a WAL database; make it one self-contained file.
-        dst.execute("PRAGMA journal_mode=DELETE")
+        try:
+            # A copy of a WAL database is a WAL database; make it one self-contained file.
+            dst.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.Error as exc:
+            raise _CopyWriteError(exc) from exc
     finally:
         dst.close()
 
@@ -1014,6 +1034,11 @@ def _wrap_copy_error(
             f"{source} stayed locked for {busy_timeout:g} s",
             hint="a long write transaction holds it; retry later or raise --busy-timeout",
         )
+    if isinstance(exc, _CopyWriteError):
+        return BackupError(
+            f"cannot write the copy of {source} into {folder} ({exc.__cause__})",
+            hint="check that the folder still exists, is writable and has free space",
+        )
     if isinstance(exc, sqlite3.Error):
         if "disk is full" in str(exc) or "disk I/O" in str(exc):
             return BackupError(
@@ -1046,7 +1071,13 @@ def _compress_file(src: Path, dst: Path, compression: str) -> None:
                 shutil.copyfileobj(plain, stream, HASH_CHUNK_BYTES)
         else:
             compressor = _zstandard().ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
-            compressor.copy_stream(plain, packed, HASH_CHUNK_BYTES, HASH_CHUNK_BYTES)
+            compressor.copy_stream(
+                plain,
+                packed,
+                size=os.fstat(plain.fileno()).st_size,
+                read_size=HASH_CHUNK_BYTES,
+                write_size=HASH_CHUNK_BYTES,
+            )
         packed.flush()
         os.fsync(packed.fileno())
 
@@ -1167,7 +1198,7 @@ def create_backup(
                     _snapshot(src, temps[0], busy_timeout)
             finally:
                 src.close()
-        except (_BusyTimeout, sqlite3.Error, OSError) as exc:
+        except (_BusyTimeout, _CopyWriteError, sqlite3.Error, OSError) as exc:
             raise _wrap_copy_error(exc, source, backup_dir, busy_timeout) from exc
         size, content_sha = _seal(temps[0], str(source))
 
@@ -1196,6 +1227,10 @@ def create_backup(
                     pass
             except OSError as exc:
                 raise describe_os_error(exc, stored, "compressing") from exc
+            except BackupError:
+                raise
+            except Exception as exc:  # zlib.error, zstandard.ZstdError
+                raise BackupError(f"cannot compress the backup of {source}: {exc}") from exc
             if unpacked_sha != content_sha:
                 raise BackupError(f"the compressed copy of {source} does not unpack to the same")
             size, stored_sha = stored.stat().st_size, sha256_file(stored)
@@ -1235,8 +1270,13 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise BackupError(
+                    f"the run lock {self.path} is a symbolic link",
+                    hint="remove it; the tool makes a plain file there",
+                ) from exc
             raise describe_os_error(exc, self.path, "opening the run lock") from exc
         deadline = time.monotonic() + self.timeout
         announced = False
@@ -1406,9 +1446,31 @@ def read_run_log(path: Path) -> tuple[dict[str, Any], str | None]:
     return data, None
 
 
+def _atomic_temp_name(path: Path) -> str:
+    return f".{path.name}.{secrets.token_hex(8)}.tmp"
+
+
+def remove_stale_log_temp_files(path: Path) -> list[Path]:
+    """Delete the temporary copies of ``path`` a killed run left; call under the run lock."""
+    pattern = re.compile(re.escape(f".{path.name}.") + r"[0-9a-f]{16}\.tmp")
+    removed = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except OSError:
+                pass
+    return removed
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file, fsync and rename (owner-only)."""
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    temp = path.with_name(_atomic_temp_name(path))
     fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0), 0o600)
     try:
         try:
@@ -1448,6 +1510,16 @@ def append_run(path: Path, run: dict[str, Any], *, max_runs: int) -> str | None:
     if log.pop("unreadable", False):
         raise BackupError(f"{warning}; the run was not logged", hint="fix the file's permissions")
     if log.pop("damaged", False):
+        try:
+            with open(path, "rb") as handle:
+                is_database = handle.read(16) == b"SQLite format 3\x00"
+        except OSError:
+            is_database = False
+        if is_database:
+            raise BackupError(
+                f"{path} is an SQLite database, not a run log; the run was not logged",
+                hint="choose another --log-file",
+            )
         stamp = _now_local().strftime(TIMESTAMP_FORMAT)
         names = (f"{path.name}.damaged-{stamp}" + (f"-{n}" if n else "") for n in range(1000))
         try:
@@ -2042,7 +2114,9 @@ def run_backups(
     with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout, on_lock_wait):
         started = now or _now_local()
         report = RunReport(started_at=started, trigger=trigger, results=[])
-        report.removed_temp_files = [str(p) for p in remove_stale_temp_files(config.backup_dir)]
+        stale = remove_stale_temp_files(config.backup_dir)
+        stale += remove_stale_log_temp_files(config.log_file)
+        report.removed_temp_files = [str(p) for p in stale]
         log, _ = read_run_log(config.log_file)
         recorded = recorded_backups(log)
         before = list_backups(config.backup_dir, [db.name for db in config.databases])
@@ -2279,15 +2353,34 @@ def plan_restore(config: Config, backup: Path, target: Path | None) -> RestorePl
         raise _usage_error(f"--target {target} is a folder", "give the database file's path")
     if not target.parent.is_dir():
         raise _usage_error(f"the folder of {target} does not exist", "check --target")
-    if _path_key(target.parent) == _path_key(config.backup_dir) or _path_key(target) == _path_key(
-        backup
-    ):
+    if _is_backup_file(target, backup, config.backup_dir):
         raise _usage_error(
-            f"will not restore into {target}: it is in the backup folder",
+            f"will not restore into {target}: it is in the backup folder or is a backup",
             "give the app's database with --target",
         )
     name = replaced[0].name if replaced else target.name
     return RestorePlan(backup=backup, target=target, database=name)
+
+
+def _is_backup_file(target: Path, backup: Path, backup_dir: Path) -> bool:
+    """True when ``target``, followed through any link, is in the backup folder or is the
+    same file (hard links included) as the backup or any file there."""
+    real = target.resolve()
+    if real.parent == backup_dir.resolve() or real == backup.resolve():
+        return True
+    try:
+        identity = (real.stat().st_dev, real.stat().st_ino)
+    except OSError:
+        return False
+    kept = [backup] + (list(backup_dir.iterdir()) if backup_dir.is_dir() else [])
+    for path in kept:
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        if (info.st_dev, info.st_ino) == identity:
+            return True
+    return False
 
 
 def _app_still_open(target: Path, cause: str) -> BackupError:
@@ -2344,7 +2437,7 @@ def _write_safety_copy(
     try:
         try:
             _snapshot(conn, temp, config.busy_timeout)
-        except (_BusyTimeout, sqlite3.Error, OSError) as exc:
+        except (_BusyTimeout, _CopyWriteError, sqlite3.Error, OSError) as exc:
             raise _wrap_copy_error(exc, Path(name), config.backup_dir, 0) from exc
         _seal(temp, name)
         names = (format_safety_name(name, taken_at, seq) for seq in range(10000))
@@ -2410,7 +2503,11 @@ def restore_backup(
 
 
 def _restore_in_place(config: Config, plan: RestorePlan, plain: Path, started: dt.datetime) -> Path:
-    conn, was_wal = _lock_for_restore(plan.target, config.busy_timeout)
+    try:
+        conn, was_wal = _lock_for_restore(plan.target, config.busy_timeout)
+    except sqlite3.Error as exc:
+        error = _describe_sqlite_error(exc, plan.target)
+        raise BackupError(f"{error.message}; nothing was changed", hint=error.hint) from exc
     try:
         safety = _write_safety_copy(conn, config, plan.database, started.replace(tzinfo=None))
         src = sqlite3.connect(sqlite_uri(plain, "ro") + "&immutable=1", uri=True)
@@ -2467,7 +2564,7 @@ def _restore_new_file(plan: RestorePlan, plain: Path, busy_timeout: float) -> No
         src = sqlite3.connect(sqlite_uri(plain, "ro") + "&immutable=1", uri=True)
         try:
             _snapshot(src, temp, busy_timeout)
-        except (_BusyTimeout, sqlite3.Error, OSError) as exc:
+        except (_BusyTimeout, _CopyWriteError, sqlite3.Error, OSError) as exc:
             raise _wrap_copy_error(exc, plan.backup, folder, busy_timeout) from exc
         finally:
             src.close()
