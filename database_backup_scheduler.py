@@ -110,6 +110,7 @@ TRIGGERS = ("manual", "schedule", "task", "cron")
 # SQLite's result codes; the sqlite3 module names them only from Python 3.11.
 SQLITE_BUSY = 5
 SQLITE_LOCKED = 6
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class ExitCode(enum.IntEnum):
@@ -741,7 +742,10 @@ def ensure_backup_dir(backup_dir: Path) -> None:
         for folder in reversed(missing):
             folder.mkdir(mode=0o700)
             if os.name == "posix":
-                os.chmod(folder, 0o700)
+                try:
+                    os.chmod(folder, 0o700)  # mkdir's mode is cut by the umask
+                except OSError:
+                    pass  # file systems without permissions (FAT over FUSE, some shares)
     except FileExistsError:
         pass
     except OSError as exc:
@@ -936,6 +940,10 @@ def _snapshot(src: sqlite3.Connection, temp: Path, busy_timeout: float) -> None:
         dst = sqlite3.connect(str(temp), isolation_level=None)
         dst.execute("PRAGMA journal_mode=OFF")
         dst.execute("PRAGMA synchronous=OFF")
+        # The copy of a WAL database is briefly a WAL database: with the file private to
+        # this connection, its index stays in memory and no -shm is made (which file
+        # systems without shared mmap, FUSE and network shares, could not provide).
+        dst.execute("PRAGMA locking_mode=EXCLUSIVE")
     except sqlite3.Error as exc:
         raise _CopyWriteError(exc) from exc
     try:
@@ -967,7 +975,7 @@ def _new_temp_file(folder: Path, name: str) -> Path:
 
 
 def _remove_temp_file(temp: Path) -> None:
-    for leftover in (temp, Path(f"{temp}-journal")):
+    for leftover in [temp] + [Path(f"{temp}{suffix}") for suffix in ("-journal", "-wal", "-shm")]:
         try:
             os.unlink(leftover)
         except OSError:
@@ -1043,8 +1051,8 @@ def _wrap_copy_error(
         if "disk is full" in str(exc) or "disk I/O" in str(exc):
             return BackupError(
                 f"cannot write the copy of {source} into {folder} ({exc})",
-                hint=f"free space ({_format_size(_free_bytes(folder))} free now) or move "
-                "--backup-dir",
+                hint=f"the copy needs about {_format_size(_size_or_zero(source))}: free "
+                "space on that disk, or move --backup-dir",
             )
         return _describe_sqlite_error(exc, source)
     assert isinstance(exc, OSError)
@@ -1083,16 +1091,28 @@ def _compress_file(src: Path, dst: Path, compression: str) -> None:
 
 
 def _decompress_file(src: Path, dst: Path, compression: str) -> str:
-    """Unpack ``src`` into ``dst``; return the SHA-256 of the unpacked bytes."""
+    """Unpack ``src`` into ``dst``; return the SHA-256 of the unpacked bytes.
+
+    A truncated stream is an error: zstandard's readers and gzip on an empty file
+    would quietly return what they got.
+    """
     digest = hashlib.sha256()
-    if compression == "gzip":
-        stream: Any = gzip.open(src, "rb")
-    else:
-        stream = _zstandard().ZstdDecompressor().stream_reader(open(src, "rb"), closefd=True)
-    with stream, open(dst, "wb") as plain:
-        for chunk in iter(lambda: stream.read(HASH_CHUNK_BYTES), b""):
-            digest.update(chunk)
-            plain.write(chunk)
+    with open(src, "rb") as packed, open(dst, "wb") as plain:
+        if compression == "gzip":
+            if os.fstat(packed.fileno()).st_size == 0:
+                raise BackupError(f"{src} is empty")
+            with gzip.GzipFile(fileobj=packed, mode="rb") as stream:
+                for chunk in iter(lambda: stream.read(HASH_CHUNK_BYTES), b""):
+                    digest.update(chunk)
+                    plain.write(chunk)
+        else:
+            unpacker = _zstandard().ZstdDecompressor().decompressobj()
+            for chunk in iter(lambda: packed.read(HASH_CHUNK_BYTES), b""):
+                data = unpacker.decompress(chunk)
+                digest.update(data)
+                plain.write(data)
+            if not unpacker.eof:
+                raise BackupError(f"{src} is truncated")
     return digest.hexdigest()
 
 
@@ -1251,9 +1271,9 @@ def _intact(previous: PreviousBackup) -> bool:
         return False
 
 
-def _free_bytes(folder: Path) -> int:
+def _size_or_zero(path: Path) -> int:
     try:
-        return shutil.disk_usage(folder).free
+        return path.stat().st_size
     except OSError:
         return 0
 
@@ -1512,7 +1532,7 @@ def append_run(path: Path, run: dict[str, Any], *, max_runs: int) -> str | None:
     if log.pop("damaged", False):
         try:
             with open(path, "rb") as handle:
-                is_database = handle.read(16) == b"SQLite format 3\x00"
+                is_database = handle.read(16) == _SQLITE_HEADER
         except OSError:
             is_database = False
         if is_database:
@@ -2279,6 +2299,10 @@ def verify_backup(path: Path, *, quick: bool = False, expected: str | None = Non
 
     def check() -> str:
         with unpacked_backup(path, compression) as (plain, _):
+            with open(plain, "rb") as handle:
+                # SQLite takes an empty file for an empty database; no backup is empty.
+                if handle.read(16) != _SQLITE_HEADER:
+                    return "not an SQLite database (empty or damaged at the start)"
             return check_database_file(plain, quick=quick)
 
     try:
@@ -2833,9 +2857,6 @@ class CheckStatus(enum.IntEnum):
     WARNING = 1
     CRITICAL = 2
     UNKNOWN = 3
-
-
-_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def describe_damage(backup: BackupFile, logged_size: Any) -> str | None:
