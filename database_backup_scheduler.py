@@ -20,8 +20,11 @@ Nouns used throughout:
 - run: one pass that backs up every configured database, prunes, and is logged.
 - retention: which backups a run keeps (``keep_days``, never fewer than ``keep_last``).
 - restore: putting a backup back into its source database through SQLite.
+- destination: somewhere a copy of each backup also goes (a folder, S3, an upload command).
+- safety copy: the database a restore replaced, kept as ``<name>.<stamp>.pre-restore``.
 
-Only the standard library is needed to back up; ``--schedule`` needs the ``schedule`` package.
+Only the standard library is needed to back up; ``--schedule`` needs the ``schedule``
+package, ``--s3`` needs ``boto3`` and ``--compress zstd`` needs ``zstandard``.
 """
 
 from __future__ import annotations
