@@ -551,18 +551,20 @@ def validate_config(config: Config) -> None:
             )
         seen[key] = db
     log_real = config.log_file.resolve()
-    log_name = config.log_file.name
-    if any(log_real == db.path.resolve() for db in config.databases) or (
-        parse_restorable_name(log_name) or is_temp_name(log_name)
-    ):
+    if any(log_real == db.path.resolve() for db in config.databases):
         raise _usage_error(
-            f"run log {config.log_file} is a database, or is named like a backup",
-            "choose another --log-file",
+            f"run log {config.log_file} is one of the databases", "choose another --log-file"
         )
     if config.log_file.exists() and not config.log_file.is_file():
         raise _usage_error(
             f"run log {config.log_file} is not a regular file",
             "choose another --log-file",
+        )
+    # A damaged log is moved aside and replaced: only ever a file meant to be one.
+    if config.log_file.suffix.lower() != ".json":
+        raise _usage_error(
+            f"run log {config.log_file} must be a .json file",
+            "choose a --log-file ending in .json",
         )
 
 
@@ -619,6 +621,8 @@ def parse_backup_name(filename: str) -> BackupName | None:
             int(stamp[13:15]),
         )
     except ValueError:
+        return None
+    if not 1970 <= taken_at.year <= 9998:  # beyond what clocks and time zones can convert
         return None
     packed = match["packed"]
     compression = next((k for k, v in COMPRESSION_SUFFIXES.items() if v == packed), None)
@@ -789,7 +793,12 @@ def remove_stale_temp_files(backup_dir: Path) -> list[Path]:
 
 def sqlite_uri(path: Path, mode: str) -> str:
     """A ``file:`` URI for SQLite that never creates a missing file (``mode=rw`` or ``ro``)."""
-    return f"{path.resolve().as_uri()}?mode={mode}"
+    uri = path.resolve().as_uri()
+    if not uri.startswith("file:///"):
+        # A Windows UNC path (\\server\share) has an authority SQLite refuses; with an
+        # empty one the path //server/share/... goes to Windows, which takes it.
+        uri = "file:////" + uri[len("file://") :]
+    return f"{uri}?mode={mode}"
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -1480,7 +1489,19 @@ def read_run_log(path: Path) -> tuple[dict[str, Any], str | None]:
         return {"version": 1, "runs": [], "damaged": True}, (
             f'run log {path} is damaged (no "runs" list)'
         )
-    data["runs"] = [run for run in data["runs"] if isinstance(run, dict)]
+    # A hand-edited log may hold anything: keep what has the expected shape.
+    runs = []
+    for run in data["runs"]:
+        if isinstance(run, dict):
+            for key in ("results", "destinations", "alerts"):
+                items = run.get(key, [])
+                if isinstance(items, list) and all(isinstance(i, dict) for i in items):
+                    continue
+                run[key] = (
+                    [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+                )
+            runs.append(run)
+    data["runs"] = runs
     return data, None
 
 
@@ -1891,8 +1912,7 @@ class CommandDestination(Destination):
             "size": str(backup.size),
         }
         try:
-            words = shlex.split(self.template, posix=os.name != "nt")
-            return [word.format(**values) for word in words]
+            return [word.format(**values) for word in split_command(self.template)]
         except (ValueError, KeyError, IndexError) as exc:
             raise _usage_error(
                 f"--upload-command {self.template!r}: {exc!r}",
@@ -1902,9 +1922,7 @@ class CommandDestination(Destination):
     def upload(self, backup: BackupFile, sha256: str) -> None:
         command = self.command(backup, sha256)
         try:
-            done = subprocess.run(
-                command, capture_output=True, text=True, errors="replace", timeout=self.timeout
-            )
+            code, last_line = run_command(command, timeout=self.timeout)
         except FileNotFoundError:
             raise BackupError(
                 f"{self.label}: {command[0]!r} not found", hint="install it or give its full path"
@@ -1913,11 +1931,51 @@ class CommandDestination(Destination):
             raise BackupError(f"{self.label} did not finish in {self.timeout:g} s") from None
         except OSError as exc:
             raise BackupError(f"{self.label} could not start: {exc}") from exc
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
-            raise BackupError(
-                f"{self.label} exited {done.returncode} for {backup.path.name}: {tail[0][:300]}"
-            )
+        if code != 0:
+            raise BackupError(f"{self.label} exited {code} for {backup.path.name}: {last_line}")
+
+
+def split_command(template: str) -> list[str]:
+    """Split a command line into words as the platform's shell would quote them."""
+    if os.name != "nt":
+        return shlex.split(template)
+    # Windows: shlex keeps the quotes (posix=False); subprocess quotes each word again.
+    words = shlex.split(template, posix=False)
+    return [w[1:-1] if len(w) >= 2 and w[0] == w[-1] == '"' else w for w in words]
+
+
+def run_command(
+    words: Sequence[str], *, timeout: float, stdin_text: str | None = None
+) -> tuple[int, str]:
+    """Run a command without a shell; return (exit code, its output's last line).
+
+    Its standard input is the given text or nothing (an uploader that prompts must
+    not wait for ever), and on a timeout its whole process group is killed, so a
+    wrapper's children cannot keep the run waiting.
+    """
+    group = {"start_new_session": True} if os.name == "posix" else {}
+    process = subprocess.Popen(
+        list(words),
+        stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        **group,  # type: ignore[arg-type]
+    )
+    try:
+        output, _ = process.communicate(stdin_text, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if os.name == "posix":
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        process.kill()
+        process.communicate()
+        raise
+    lines = (output or "").strip().splitlines()
+    return process.returncode, (lines[-1][:300] if lines else "")
 
 
 def build_destinations(config: Config) -> list[Destination]:
@@ -2009,6 +2067,8 @@ def sync_destination(
     except OSError as exc:
         error = describe_os_error(exc, destination.label, "copying to")
         result.status, result.error, result.hint = "failed", error.message, error.hint
+    except Exception as exc:  # noqa: BLE001 - a destination's surprise must not stop the run
+        result.status, result.error = "failed", f"unexpected error: {exc!r}"
     return result
 
 
@@ -2019,6 +2079,7 @@ def sync_destination(
 NOTIFY_FORMATS = ("json", "dingtalk", "wecom", "feishu", "slack")
 NOTIFY_ON = ("failure", "success", "always")
 NOTIFY_TIMEOUT_S = 10.0
+NOTIFY_COMMAND_TIMEOUT_S = 60.0
 
 
 def render_alert_text(run: dict[str, Any]) -> str:
@@ -2086,12 +2147,13 @@ def send_alerts(config: Config, run: dict[str, Any]) -> list[dict[str, Any]]:
         summary = json.dumps(render_alert(run, "json"), ensure_ascii=False)
         delivery = {"target": "command", "status": "ok", "error": None}
         try:
-            words = shlex.split(config.notify_command, posix=os.name != "nt")
-            done = subprocess.run(
-                words, input=summary, capture_output=True, text=True, timeout=60, errors="replace"
+            code, _ = run_command(
+                split_command(config.notify_command),
+                timeout=NOTIFY_COMMAND_TIMEOUT_S,
+                stdin_text=summary,
             )
-            if done.returncode != 0:
-                delivery.update(status="failed", error=f"exited {done.returncode}")
+            if code != 0:
+                delivery.update(status="failed", error=f"exited {code}")
         except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
             delivery.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         deliveries.append(delivery)
@@ -2260,12 +2322,12 @@ def _backup_one(
     previous: PreviousBackup | None = None,
 ) -> BackupResult:
     result = BackupResult(database=db.name, source=str(db.path), status="ok")
-    if not db.required and not db.path.exists():
-        result.status = "skipped"
-        result.error = "optional database not present"
-        return result
     started = time.monotonic()
     try:
+        if not db.required and not os.path.lexists(db.path):
+            result.status = "skipped"
+            result.error = "optional database not present"
+            return result
         made = create_backup(
             db,
             config.backup_dir,
@@ -2280,6 +2342,12 @@ def _backup_one(
         result.linked_to = str(made.linked_to) if made.linked_to else None
     except BackupError as exc:
         result.status, result.error, result.hint = "failed", exc.message, exc.hint
+    except OSError as exc:
+        error = describe_os_error(exc, db.path, "backing up")
+        result.status, result.error, result.hint = "failed", error.message, error.hint
+    except Exception as exc:  # noqa: BLE001 - one database's surprise must not stop the others
+        result.status, result.error = "failed", f"unexpected error backing up {db.path}: {exc!r}"
+        result.hint = "rerun with --debug and report it"
     result.duration_s = round(time.monotonic() - started, 3)
     return result
 
@@ -2949,7 +3017,8 @@ def collect_check(config: Config, log: dict[str, Any], *, now: dt.datetime) -> d
         if last and last.get("status") == "failed":
             problems.append((CheckStatus.CRITICAL, f"{name}: last run failed: {last.get('error')}"))
         previous = figures["previous_size_bytes"]
-        if previous and newest.size < previous * shrink_floor:
+        same_kind = len(files) > 1 and files[1].compression == newest.compression
+        if previous and same_kind and newest.size < previous * shrink_floor:
             problems.append(
                 (
                     CheckStatus.WARNING,
@@ -2957,7 +3026,7 @@ def collect_check(config: Config, log: dict[str, Any], *, now: dt.datetime) -> d
                     "one before (data lost in the app?)",
                 )
             )
-        elif source_size and newest.size < source_size * shrink_floor:
+        elif not newest.compression and source_size and newest.size < source_size * shrink_floor:
             problems.append(
                 (
                     CheckStatus.WARNING,
@@ -3745,6 +3814,11 @@ def _print_error(io: Output, exc: BackupError) -> None:
 
 def _safe_streams() -> tuple[TextIO, TextIO]:
     """stdout and stderr that replace what the console cannot encode instead of crashing."""
+    # pythonw.exe (a task without a console) has no streams at all.
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
@@ -3792,6 +3866,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - no traceback reaches the user without --debug
         if args.debug:
             traceback.print_exc(file=err)
+        if action == "check":
+            return _unknown(io, f"unexpected error: {exc!r}", as_json=args.json)
         _print_error(
             io,
             BackupError(f"unexpected error: {exc!r}", hint="rerun with --debug and report it"),
