@@ -2599,13 +2599,7 @@ def restore_backup(
                 plain,
                 _,
             ):
-                if plan.target.exists():
-                    safety = _restore_in_place(config, plan, plain, started)
-                    record["safety_copy"] = str(safety)
-                else:
-                    moved = _move_aside_leftovers(plan, started.replace(tzinfo=None))
-                    record["moved_aside"] = [str(p) for p in moved]
-                    _restore_new_file(plan, plain, config.busy_timeout)
+                _put_back(config, plan, plain, started.replace(tzinfo=None), record)
             record["status"] = "ok"
         except BackupError as exc:
             record["error"] = exc.message
@@ -2616,14 +2610,30 @@ def restore_backup(
     return record
 
 
+class _DamagedTarget(Exception):
+    """The database to restore into is itself damaged: SQLite cannot copy it aside."""
+
+
+def _damage_of(exc: BaseException) -> bool:
+    return any(word in str(exc) for word in ("malformed", "corrupt", "not a database"))
+
+
 def _restore_in_place(config: Config, plan: RestorePlan, plain: Path, started: dt.datetime) -> Path:
     try:
         conn, was_wal = _lock_for_restore(plan.target, config.busy_timeout)
     except sqlite3.Error as exc:
+        if _damage_of(exc) and _has_sqlite_header(plan.target):
+            raise _DamagedTarget from exc
         error = _describe_sqlite_error(exc, plan.target)
         raise BackupError(f"{error.message}; nothing was changed", hint=error.hint) from exc
+    restored = False
     try:
-        safety = _write_safety_copy(conn, config, plan.database, started.replace(tzinfo=None))
+        try:
+            safety = _write_safety_copy(conn, config, plan.database, started.replace(tzinfo=None))
+        except BackupError as exc:
+            if "failed verification" in exc.message or _damage_of(exc.message):
+                raise _DamagedTarget from exc
+            raise
         src = sqlite3.connect(sqlite_uri(plain, "ro") + "&immutable=1", uri=True)
         try:
             # Through the target's rollback journal: a crash here leaves the old content.
@@ -2635,29 +2645,76 @@ def _restore_in_place(config: Config, plan: RestorePlan, plain: Path, started: d
             ) from exc
         finally:
             src.close()
-        conn.execute("PRAGMA locking_mode=NORMAL")
-        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # drops the lock
-        if was_wal:
-            conn.execute("PRAGMA journal_mode=WAL")
-        verdict = conn.execute("PRAGMA quick_check").fetchall()
-        if [str(row[0]) for row in verdict] != ["ok"]:
+        restored = True
+        try:
+            conn.execute("PRAGMA locking_mode=NORMAL")
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # drops the lock
+            if was_wal:
+                conn.execute("PRAGMA journal_mode=WAL")
+            verdict = [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
+        except sqlite3.Error as exc:
+            raise BackupError(
+                f"{plan.target} was restored, but checking it afterwards failed ({exc})",
+                hint="stop anything that opened it, then run --verify on the database",
+            ) from exc
+        if verdict != ["ok"]:
             raise BackupError(
                 f"{plan.target} failed quick_check after the restore",
                 hint=f"restore the safety copy: --restore {safety} --yes",
             )
         return safety
     finally:
+        if was_wal and not restored:
+            # Refused or failed: leave the database in the journal mode it had.
+            try:
+                conn.execute("PRAGMA locking_mode=NORMAL")
+                conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.Error:
+                pass
         conn.close()
 
 
-def _move_aside_leftovers(plan: RestorePlan, started: dt.datetime) -> list[Path]:
-    """Move a -wal, -shm or -journal left by a gone database out of the new one's way.
+def _put_back(
+    config: Config, plan: RestorePlan, plain: Path, started: dt.datetime, record: dict[str, Any]
+) -> None:
+    """Restore ``plain`` into the plan's database, recording what was kept aside."""
+    if not plan.target.exists():
+        record["moved_aside"] = [str(p) for p in _move_aside_leftovers(plan, started)]
+        _restore_new_file(plan, plain, config.busy_timeout)
+        return
+    try:
+        record["safety_copy"] = str(_restore_in_place(config, plan, plain, started))
+    except _DamagedTarget:
+        # The usual reason to restore: SQLite cannot copy a damaged database aside,
+        # so its files are moved aside as they are, for salvage, and it is recreated.
+        moved = _move_aside_leftovers(plan, started, with_database=True)
+        record["moved_aside"] = [str(p) for p in moved]
+        record["safety_copy"] = str(moved[0])
+        _restore_new_file(plan, plain, config.busy_timeout, like=moved[0])
+
+
+def _has_sqlite_header(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(16) == _SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def _move_aside_leftovers(
+    plan: RestorePlan, started: dt.datetime, *, with_database: bool = False
+) -> list[Path]:
+    """Move a -wal, -shm or -journal left by a gone database out of the new one's way
+    (and, for a damaged database, the database file itself).
 
     SQLite would replay a stale -wal into the recreated file; kept under a name of
-    their own beside it, they are still there to inspect.
+    their own beside it, they are still there to inspect or salvage.
     """
     moved = []
-    for suffix in ("-wal", "-shm", "-journal"):
+    for suffix in (
+        ("", "-wal", "-shm", "-journal") if with_database else ("-wal", "-shm", "-journal")
+    ):
         leftover = Path(f"{plan.target}{suffix}")
         if not os.path.lexists(leftover):
             continue
@@ -2670,8 +2727,15 @@ def _move_aside_leftovers(plan: RestorePlan, started: dt.datetime) -> list[Path]
     return moved
 
 
-def _restore_new_file(plan: RestorePlan, plain: Path, busy_timeout: float) -> None:
-    """Recreate a database file that is gone: temporary file, verify, rename."""
+def _restore_new_file(
+    plan: RestorePlan, plain: Path, busy_timeout: float, *, like: Path | None = None
+) -> None:
+    """Recreate a database file that is gone: temporary file, verify, rename.
+
+    The new file takes the mode, owner and journal mode of ``like`` (the damaged file
+    it replaces), or else an ordinary mode and the folder's owner: a restore run by
+    root must not leave a database the app's own user cannot open.
+    """
     folder = plan.target.parent
     temp = _new_temp_file(folder, plan.database)
     try:
@@ -2683,6 +2747,7 @@ def _restore_new_file(plan: RestorePlan, plain: Path, busy_timeout: float) -> No
         finally:
             src.close()
         _seal(temp, str(plan.backup))
+        _adopt_ownership(temp, like or folder, is_folder=like is None)
         try:
             _publish(temp, folder, [plan.target.name])
         except BackupError:
@@ -2692,6 +2757,40 @@ def _restore_new_file(plan: RestorePlan, plain: Path, busy_timeout: float) -> No
             ) from None
     finally:
         _remove_temp_file(temp)
+    if like is not None and _wal_in_header(like):
+        conn = sqlite3.connect(sqlite_uri(plan.target, "rw"), uri=True, timeout=busy_timeout)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        finally:
+            conn.close()
+
+
+def _wal_in_header(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return False
+    return header.startswith(_SQLITE_HEADER) and header[18:20] == b"\x02\x02"
+
+
+def _adopt_ownership(path: Path, reference: Path, *, is_folder: bool) -> None:
+    """Give ``path`` the mode and owner of ``reference`` (a file), or of a new file in the
+    folder ``reference``; best effort, as only root may give files away."""
+    if os.name != "posix":
+        return
+    try:
+        info = reference.stat()
+        if is_folder:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(path, 0o666 & ~umask)
+        else:
+            os.chmod(path, stat.S_IMODE(info.st_mode))
+        if os.geteuid() == 0:
+            os.chown(path, info.st_uid, info.st_gid)
+    except OSError:
+        pass
 
 
 # ======================================================================================
@@ -3757,8 +3856,8 @@ def _cmd_restore(config: Config, args: argparse.Namespace, io: Output) -> int:
         return ExitCode.OK
     io.say(f"{io.symbols.ok} Restored {plan.target} from {plan.backup.name}")
     for path in record["moved_aside"]:
-        io.say(f"   a file left by the gone database was moved aside to {path}")
-    if record["safety_copy"]:
+        io.say(f"   moved aside, as it was: {path}")
+    if record["safety_copy"] and record["safety_copy"] not in record["moved_aside"]:
         io.say(f"   the replaced database is kept as {record['safety_copy']}")
         io.say(
             f'   to undo: {SCRIPT_NAME} --restore "{record["safety_copy"]}" '

@@ -156,6 +156,29 @@ def test_restore_puts_the_backup_content_back(app: App) -> None:
     assert dump(app.main_db) == dump(backup, immutable=True)
 
 
+def test_restore_over_a_damaged_database_moves_it_aside_and_keeps_its_mode(app: App) -> None:
+    backup = back_up(app)
+    with sqlite3.connect(app.main_db) as conn:  # the app's database, in WAL mode
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    damage_middle_page(app.main_db)
+    damaged = app.main_db.read_bytes()
+    os.chmod(app.main_db, 0o640)
+
+    result = restore(app, backup)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dump(app.main_db) == dump(backup, immutable=True)
+    [aside] = [p for p in app.main_db.parent.iterdir() if p.name.endswith(".pre-restore")]
+    # Kept for salvage: the damaged pages as they were (opening it for the restore may
+    # have updated the change counter in the header).
+    assert aside.read_bytes()[100:] == damaged[100:]
+    assert str(aside) in result.stdout
+    assert journal_mode_in_header(app.main_db) == "wal"
+    if os.name == "posix":
+        assert app.main_db.stat().st_mode & 0o777 == 0o640
+
+
 def test_restore_from_a_gzip_backup_puts_its_content_back(app: App, tmp_path: Path) -> None:
     backup = back_up(app, "pet_painting.db", "--compress", "gzip")
     assert backup.name.endswith(".bak.gz")
