@@ -3110,6 +3110,13 @@ def collect_check(config: Config, log: dict[str, Any], *, now: dt.datetime) -> d
                     f"(limit {config.max_age_hours:g} h)",
                 )
             )
+        if newest.taken_at > now.astimezone().replace(tzinfo=None) + CHECK_GRACE:
+            problems.append(
+                (
+                    CheckStatus.WARNING,
+                    f"{name}: {newest.path.name} is dated in the future: check the clock",
+                )
+            )
         damage = describe_damage(newest, recorded.get(_path_key(newest.path), {}).get("size_bytes"))
         if damage:
             problems.append((CheckStatus.CRITICAL, f"{name}: newest backup is damaged: {damage}"))
@@ -3395,7 +3402,22 @@ def run_scheduler(
 
 
 def _run_arguments(config: Config) -> list[str]:
-    """``--run`` with the config file and every setting that was given as a flag."""
+    """``--run`` with the config file and every setting that was given as a flag.
+
+    Webhook URLs and commands carry secrets: those belong in a config file, not in a
+    batch file or crontab line that anyone reading the task can see.
+    """
+    secret = [
+        key
+        for key in ("notify_url", "upload_command", "notify_command")
+        if key in config.from_flags
+    ]
+    if secret:
+        flags = ", ".join(_flag_name(key) for key in secret)
+        raise _usage_error(
+            f"{flags} may hold a secret and is not written into a task",
+            f"put it in {DEFAULT_CONFIG_FILE} (read by every run) or a --config file",
+        )
     args = ["--run"]
     if config.config_file is not None:
         args += ["--config", str(config.config_file)]
@@ -3420,6 +3442,12 @@ def _batch_quote(text: str) -> str:
 
 def render_windows_batch(config: Config, *, python: str) -> str:
     """The batch file Task Scheduler runs: one backup, output appended to a log, exit code kept."""
+    quoted = [a for a in [python, *_run_arguments(config)] if '"' in a]
+    if quoted:
+        raise _usage_error(
+            f"{quoted[0]!r} holds a double quote, which a batch file cannot pass on",
+            f"put that setting in {DEFAULT_CONFIG_FILE} or a --config file",
+        )
     args = " ".join(a if a.startswith("-") else _batch_quote(a) for a in _run_arguments(config))
     log = f'"%~dp0{TASK_LOG_FILE_NAME}"'
     lines = [

@@ -63,6 +63,16 @@ def test_check_is_ok_after_a_fresh_backup(app: App) -> None:
     assert first_line(result).startswith("OK: ")
 
 
+def test_check_warns_when_the_newest_backup_is_dated_in_the_future(app: App) -> None:
+    age_backup(back_up(app), -datetime.timedelta(days=400))  # a clock set a year ahead
+
+    result = app.run("--check")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert first_line(result).startswith("WARNING: ")
+    assert "future" in first_line(result)
+
+
 def test_check_is_critical_when_there_are_no_backups(app: App) -> None:
     result = app.run("--check")
 

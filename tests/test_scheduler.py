@@ -829,6 +829,18 @@ def test_cron_prints_a_line_per_at_time_with_absolute_paths(app: App) -> None:
     assert result.stdout.count("| crontab -") == 2
 
 
+@pytest.mark.parametrize("action", ["--cron", "--windows-task"])
+def test_task_refuses_to_write_a_webhook_url_given_as_a_flag(app: App, action: str) -> None:
+    secret = "https://oapi.dingtalk.com/robot/send?access_token=SECRET"
+
+    result = app.run(action, "--notify-url", secret, timeout=60)
+
+    assert result.returncode == ExitCode.USAGE, result.stdout + result.stderr
+    assert "SECRET" not in result.stdout + result.stderr
+    assert "config" in result.stderr
+    assert not (app.root / "run_database_backup.bat").exists()
+
+
 def test_cron_line_passes_the_config_file_by_absolute_path(app: App, tmp_path: Path) -> None:
     settings = tmp_path / "settings dir" / "backup config.json"
     settings.parent.mkdir()
