@@ -108,6 +108,8 @@ PROGRESS_MIN_BYTES = 32 * 1024 * 1024
 SCHEDULER_MAX_SLEEP_S = 60.0
 CATCH_UP_AGE = dt.timedelta(days=1)
 TRIGGERS = ("manual", "schedule", "task", "cron")
+NOTIFY_FORMATS = ("json", "dingtalk", "wecom", "feishu", "slack")
+NOTIFY_ON = ("failure", "success", "always")
 # SQLite's result codes; the sqlite3 module names them only from Python 3.11.
 SQLITE_BUSY = 5
 SQLITE_LOCKED = 6
@@ -164,6 +166,49 @@ def describe_os_error(exc: OSError, path: Path | str, doing: str) -> BackupError
         )
     reason = exc.strerror or str(exc)
     return BackupError(f"{reason} while {doing} {path}")
+
+
+# ======================================================================================
+# Helpers
+# ======================================================================================
+
+
+def _format_size(size: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if abs(size) < 1024 or unit == "TB":
+            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.2f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _format_age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min"
+
+
+def mask_url(url: str) -> str:
+    """A URL safe to print and log: scheme and host only; paths and queries of webhooks and
+    endpoints carry tokens (``access_token=...``, Slack's ``/services/T/B/secret``)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port out of range, a broken IPv6 address
+        return "***"
+    if not parts.scheme or not parts.hostname:
+        return "***"
+    rest = "/***" if (parts.path.strip("/") or parts.query) else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{rest}"
+
+
+def _path_key(path: Path | str) -> str:
+    return os.path.normcase(os.path.abspath(str(path)))
 
 
 # ======================================================================================
@@ -281,8 +326,8 @@ _TEXT_SETTINGS: dict[str, tuple[str, ...] | None] = {
     "s3_profile": None,
     "s3_region": None,
     "s3_addressing": ("path", "virtual"),
-    "notify_on": ("failure", "success", "always"),
-    "notify_format": ("json", "dingtalk", "wecom", "feishu", "slack"),
+    "notify_on": NOTIFY_ON,
+    "notify_format": NOTIFY_FORMATS,
     "notify_command": None,
 }
 _PATH_SETTINGS = ("backup_dir", "log_file")
@@ -298,7 +343,7 @@ _CONFIG_KEYS = {
 }
 # A database name becomes part of a file name on Windows and POSIX alike.
 _DATABASE_NAME = re.compile(r'[^\\/:*?"<>|=\x00-\x1f.][^\\/:*?"<>|=\x00-\x1f]*(?<![ .])')
-_S3_URL_SHAPE = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?")
+_S3_URL = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?")
 _RUN_AT = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
 
 
@@ -366,7 +411,7 @@ def _check_list(source: str, key: str, items: Sequence[str], base: Path) -> tupl
         return tuple(_resolve(item, base) for item in items)
     if key == "s3":
         for url in items:
-            if not _S3_URL_SHAPE.fullmatch(url):
+            if not _S3_URL.fullmatch(url):
                 raise _config_error(source, f"{key}: {url!r} is not s3://bucket/prefix")
     if key == "notify_url":
         for url in items:
@@ -1600,20 +1645,6 @@ def append_run(path: Path, run: dict[str, Any], *, max_runs: int) -> str | None:
 # ======================================================================================
 
 
-def mask_url(url: str) -> str:
-    """A URL safe to print and log: scheme and host only; paths and queries of webhooks and
-    endpoints carry tokens (``access_token=...``, Slack's ``/services/T/B/secret``)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:  # a port out of range, a broken IPv6 address
-        return "***"
-    if not parts.scheme or not parts.hostname:
-        return "***"
-    rest = "/***" if (parts.path.strip("/") or parts.query) else ""
-    return f"{parts.scheme}://{parts.hostname}{port}{rest}"
-
-
 @dataclasses.dataclass
 class DestinationResult:
     """What one destination got in one run."""
@@ -1693,7 +1724,6 @@ class FolderDestination(Destination):
             raise describe_os_error(exc, backup.path, "deleting") from exc
 
 
-_S3_URL = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?")
 S3_PART_BYTES = 16 * 1024 * 1024
 
 
@@ -2076,8 +2106,6 @@ def sync_destination(
 # Alerts
 # ======================================================================================
 
-NOTIFY_FORMATS = ("json", "dingtalk", "wecom", "feishu", "slack")
-NOTIFY_ON = ("failure", "success", "always")
 NOTIFY_TIMEOUT_S = 10.0
 NOTIFY_COMMAND_TIMEOUT_S = 60.0
 
@@ -2296,10 +2324,6 @@ def recorded_backups(log: dict[str, Any]) -> dict[str, dict[str, Any]]:
             if isinstance(result, dict) and isinstance(result.get("backup"), str):
                 recorded[_path_key(result["backup"])] = result
     return recorded
-
-
-def _path_key(path: Path | str) -> str:
-    return os.path.normcase(os.path.abspath(str(path)))
 
 
 def _previous_backup(
@@ -2798,24 +2822,26 @@ def _adopt_ownership(path: Path, reference: Path, *, is_folder: bool) -> None:
 # ======================================================================================
 
 
-def _format_size(size: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if abs(size) < 1024 or unit == "TB":
-            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.2f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
+@dataclasses.dataclass(frozen=True)
+class Symbols:
+    """Status marks; plain ASCII on consoles that cannot show the emoji."""
 
+    ok: str
+    fail: str
+    warn: str
+    info: str
+    prune: str
+    start: str
 
-def _format_age(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min"
+    @classmethod
+    def for_stream(cls, stream: TextIO) -> Symbols:
+        fancy = cls("✅", "❌", "⚠️", "ℹ️", "🗑️", "🔰")
+        encoding = getattr(stream, "encoding", None) or "ascii"
+        try:
+            "".join(dataclasses.astuple(fancy)).encode(encoding)
+        except (UnicodeEncodeError, LookupError):
+            return cls("[OK]", "[FAILED]", "[WARN]", "[INFO]", "[DELETED]", "==>")
+        return fancy
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -3531,30 +3557,8 @@ def render_cron_lines(config: Config, *, python: str, script: Path) -> list[str]
 # ======================================================================================
 
 
-@dataclasses.dataclass(frozen=True)
-class Symbols:
-    """Status marks; plain ASCII on consoles that cannot show the emoji."""
-
-    ok: str
-    fail: str
-    warn: str
-    info: str
-    prune: str
-    start: str
-
-    @classmethod
-    def for_stream(cls, stream: TextIO) -> Symbols:
-        fancy = cls("✅", "❌", "⚠️", "ℹ️", "🗑️", "🔰")
-        encoding = getattr(stream, "encoding", None) or "ascii"
-        try:
-            "".join(dataclasses.astuple(fancy)).encode(encoding)
-        except (UnicodeEncodeError, LookupError):
-            return cls("[OK]", "[FAILED]", "[WARN]", "[INFO]", "[DELETED]", "==>")
-        return fancy
-
-
 class _ArgumentError(Exception):
-    pass
+    """argparse's complaint about the command line."""
 
 
 class _Parser(argparse.ArgumentParser):
