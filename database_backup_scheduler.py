@@ -1078,8 +1078,14 @@ def _seal(temp: Path, what: str) -> tuple[int, str]:
     return size, digest
 
 
-def _publish(temp: Path, folder: Path, candidates: Iterable[str]) -> Path:
-    """Give a sealed temporary file the first free name of ``candidates``; never replace a file."""
+def _publish(
+    temp: Path, folder: Path, candidates: Iterable[str], *, keep: bool = False
+) -> Path | None:
+    """Give a sealed temporary file the first free name of ``candidates``; never replace a file.
+
+    With ``keep``, ``temp`` (a previous backup) only gains a name, as a hard link;
+    None where the file system has no hard links.
+    """
     try:
         for candidate in candidates:
             final = folder / candidate
@@ -1091,17 +1097,25 @@ def _publish(temp: Path, folder: Path, candidates: Iterable[str]) -> Path:
             except FileExistsError:
                 continue
             except OSError:
+                if keep:
+                    return None
                 # File systems without hard links (FAT, some shares): rename, which on
                 # Windows refuses an existing name; on POSIX the run lock guards the check.
                 if os.path.lexists(final):
                     continue
-                os.rename(temp, final)
+                try:
+                    os.rename(temp, final)
+                except FileExistsError:
+                    continue
             else:
-                os.unlink(temp)
+                if not keep:
+                    os.unlink(temp)
             _fsync_dir(folder)
             return final
     except OSError as exc:
         raise describe_os_error(exc, folder, "naming the new file in") from exc
+    if keep:
+        return None
     raise BackupError(f"no free name left in {folder} for {temp.name}")
 
 
@@ -1230,23 +1244,6 @@ class MadeBackup:
     linked_to: Path | None = None
 
 
-def _link_to_previous(previous: Path, folder: Path, candidates: Iterable[str]) -> Path | None:
-    """Give ``previous`` one more name; None where the file system has no hard links."""
-    for candidate in candidates:
-        final = folder / candidate
-        if os.path.lexists(final):
-            continue
-        try:
-            os.link(previous, final)
-        except FileExistsError:
-            continue
-        except OSError:
-            return None
-        _fsync_dir(folder)
-        return final
-    return None
-
-
 def create_backup(
     db: DatabaseSpec,
     backup_dir: Path,
@@ -1303,7 +1300,7 @@ def create_backup(
             and previous.compression == compression
             and _intact(previous)
         ):
-            linked = _link_to_previous(previous.path, backup_dir, names())
+            linked = _publish(previous.path, backup_dir, names(), keep=True)
             if linked is not None:
                 size = linked.stat().st_size
                 return MadeBackup(
