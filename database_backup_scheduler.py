@@ -168,6 +168,17 @@ def describe_os_error(exc: OSError, path: Path | str, doing: str) -> BackupError
     return BackupError(f"{reason} while {doing} {path}")
 
 
+def as_backup_error(exc: BaseException, path: Path | str, doing: str) -> BackupError:
+    """Any exception as a BackupError naming the file: one failure must not stop the rest."""
+    if isinstance(exc, BackupError):
+        return exc
+    if isinstance(exc, OSError):
+        return describe_os_error(exc, path, doing)
+    return BackupError(
+        f"unexpected error while {doing} {path}: {exc!r}", hint="rerun with --debug and report it"
+    )
+
+
 # ======================================================================================
 # Helpers
 # ======================================================================================
@@ -262,6 +273,16 @@ class Config:
     config_file: Path | None = None
     # Settings given as flags, so that a generated .bat or crontab line passes them on.
     from_flags: tuple[str, ...] = ()
+
+    def retention(self) -> dict[str, int]:
+        """The retention rules, as ``select_expired`` takes them."""
+        return {
+            "keep_days": self.keep_days,
+            "keep_last": self.keep_last,
+            "keep_daily": self.keep_daily,
+            "keep_weekly": self.keep_weekly,
+            "keep_monthly": self.keep_monthly,
+        }
 
     def to_json(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict, in the config file's own format."""
@@ -2081,21 +2102,13 @@ def sync_destination(
                 for backup in select_expired(
                     remote[name],
                     now=now,
-                    keep_days=config.keep_days,
-                    keep_last=config.keep_last,
-                    keep_daily=config.keep_daily,
-                    keep_weekly=config.keep_weekly,
-                    keep_monthly=config.keep_monthly,
+                    **config.retention(),
                 ):
                     destination.delete(backup)
                     result.pruned.append(backup.path.name)
-    except BackupError as exc:
-        result.status, result.error, result.hint = "failed", exc.message, exc.hint
-    except OSError as exc:
-        error = describe_os_error(exc, destination.label, "copying to")
-        result.status, result.error, result.hint = "failed", error.message, error.hint
     except Exception as exc:  # noqa: BLE001 - a destination's surprise must not stop the run
-        result.status, result.error = "failed", f"unexpected error: {exc!r}"
+        error = as_backup_error(exc, destination.label, "copying to")
+        result.status, result.error, result.hint = "failed", error.message, error.hint
     return result
 
 
@@ -2262,11 +2275,7 @@ def run_backups(
             expired = select_expired(
                 existing,
                 now=started.replace(tzinfo=None),
-                keep_days=config.keep_days,
-                keep_last=config.keep_last,
-                keep_daily=config.keep_daily,
-                keep_weekly=config.keep_weekly,
-                keep_monthly=config.keep_monthly,
+                **config.retention(),
             )
             # Never the backup this run just made, whatever the clock says of other names.
             deleted, errors = prune_backups([b for b in expired if str(b.path) != result.backup])
@@ -2361,14 +2370,9 @@ def _backup_one(
         result.backup, result.size_bytes, result.sha256 = str(made.path), made.size, made.sha256
         result.content_sha256, result.compression = made.content_sha256, made.compression
         result.linked_to = str(made.linked_to) if made.linked_to else None
-    except BackupError as exc:
-        result.status, result.error, result.hint = "failed", exc.message, exc.hint
-    except OSError as exc:
-        error = describe_os_error(exc, db.path, "backing up")
-        result.status, result.error, result.hint = "failed", error.message, error.hint
     except Exception as exc:  # noqa: BLE001 - one database's surprise must not stop the others
-        result.status, result.error = "failed", f"unexpected error backing up {db.path}: {exc!r}"
-        result.hint = "rerun with --debug and report it"
+        error = as_backup_error(exc, db.path, "backing up")
+        result.status, result.error, result.hint = "failed", error.message, error.hint
     result.duration_s = round(time.monotonic() - started, 3)
     return result
 
