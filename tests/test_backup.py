@@ -724,3 +724,17 @@ def test_run_backups_reports_each_database_in_order(app: App) -> None:
         ("root_pet_painting.db", "ok"),
     ]
     assert not report.failed
+
+
+def test_a_surprise_in_one_database_fails_only_that_one_and_the_run_is_logged(app: App) -> None:
+    # A path component longer than any file system allows: stat() itself fails (ENAMETOOLONG).
+    too_long = app.root / ("x" * 300 + ".db")
+    result = app.run("--run", "--db", f"main={app.main_db}", "--db", f"long={too_long}")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(app.backups("main")) == 1, "the other database is still backed up"
+    run = json.loads(app.log_file.read_text(encoding="utf-8"))["runs"][-1]
+    statuses = {r["database"]: r["status"] for r in run["results"]}
+    assert statuses == {"main": "ok", "long": "failed"}
+    assert str(too_long)[:40] in next(r["error"] for r in run["results"] if r["database"] == "long")
