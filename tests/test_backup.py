@@ -20,7 +20,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import App, assert_no_traceback, integrity, make_config, make_db, read_invariant
+from conftest import (
+    App,
+    assert_no_traceback,
+    integrity,
+    make_config,
+    make_db,
+    mounted_tmpfs,
+    read_invariant,
+)
 
 import database_backup_scheduler as dbs
 
@@ -457,19 +465,8 @@ def test_backup_folder_without_write_permission_fails_naming_it(
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MB tmpfs mounted for the test (needs root and permission to mount)."""
-    folder = tmp_path / "small_disk"
-    folder.mkdir()
-    if not IS_ROOT or not shutil.which("mount"):
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr!r}")
-    try:
+    with mounted_tmpfs(tmp_path / "small_disk", "1m") as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_full_disk_fails_with_a_clear_message_and_leaves_nothing_behind(
