@@ -49,6 +49,7 @@ import signal
 import socket
 import sqlite3
 import stat
+import struct
 import subprocess
 import sys
 import threading
@@ -102,6 +103,11 @@ BATCH_FILE_NAME = "run_database_backup.bat"
 TASK_LOG_FILE_NAME = "database_backup_task.log"
 
 HASH_CHUNK_BYTES = 1024 * 1024
+# The direct copy reads and writes this much at a time: few system calls, little memory.
+COPY_CHUNK_BYTES = 4 * 1024 * 1024
+# A WAL longer than this is copied through SQLite's backup API: the direct copy keeps a map
+# of the WAL's pages in memory (about 100 bytes a frame), which must stay small.
+WAL_MAP_MAX_FRAMES = 100_000
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024
 # The scheduler wakes at least this often to re-read the wall clock, so a machine that
 # slept through 03:00 (monotonic sleep does not count suspend) backs up when it wakes.
@@ -114,6 +120,18 @@ NOTIFY_ON = ("failure", "success", "always")
 SQLITE_BUSY = 5
 SQLITE_LOCKED = 6
 _SQLITE_HEADER = b"SQLite format 3\x00"
+_EDQUOT = getattr(errno, "EDQUOT", -1)  # a full disk quota; Windows has no such code
+# SQLite's file formats (https://sqlite.org/fileformat2.html and walformat.html) as far as
+# the direct copy reads them. The page holding byte 2**30 is SQLite's lock-byte page: it
+# never holds data, Windows locks parts of it, and copies leave it zero.
+_PENDING_BYTE = 0x40000000
+_WAL_HEADER_BYTES = 32
+_WAL_FRAME_HEADER_BYTES = 24
+_WAL_MAGIC = (0x377F0682, 0x377F0683)
+_WAL_INDEX_VERSION = 3007000
+# The -shm file starts with two copies of the 48-byte WAL-index header, in native byte
+# order; its locks start at byte 120, so reading the first 96 bytes never meets one.
+_WAL_INDEX_HEADER = struct.Struct("=3I2BH2I2I8s2I")
 
 
 class ExitCode(enum.IntEnum):
@@ -149,7 +167,7 @@ def _usage_error(message: str, hint: str | None = None) -> BackupError:
 def describe_os_error(exc: OSError, path: Path | str, doing: str) -> BackupError:
     """Turn an OSError into a BackupError that names the file and the fix."""
     code = exc.errno
-    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+    if code in (errno.ENOSPC, _EDQUOT):
         return BackupError(
             f"disk full while {doing} {path}",
             hint="free space on that disk, or lower --keep-days / --keep-last",
@@ -1050,6 +1068,338 @@ def _snapshot(src: sqlite3.Connection, temp: Path, busy_timeout: float) -> None:
         dst.close()
 
 
+class _SnapshotUnavailable(Exception):
+    """This database cannot be copied by reading its files; SQLite's backup API copies it."""
+
+
+class _SourceFiles:
+    """Read-only handles on a database's file, WAL and WAL index, opened when first read.
+
+    On POSIX, closing any descriptor of a file drops every lock this process holds on
+    it, SQLite's own included: close these only after SQLite's connection is closed.
+    """
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+        self._handles: dict[str, Any] = {}
+
+    def read(self, suffix: str, offset: int, view: memoryview) -> int:
+        """Fill ``view`` from ``offset`` of ``<database><suffix>``; short only at the file's end."""
+        try:
+            handle = self._handles.get(suffix)
+            if handle is None:
+                handle = open(f"{self.database}{suffix}", "rb", buffering=0)  # noqa: SIM115
+                self._handles[suffix] = handle
+            handle.seek(offset)
+            done = 0
+            while done < len(view):
+                count = handle.readinto(view[done:])
+                if not count:
+                    break
+                done += count
+            return done
+        except OSError as exc:
+            raise _SnapshotUnavailable(f"cannot read {self.database}{suffix}: {exc}") from exc
+
+    def read_bytes(self, suffix: str, offset: int, size: int) -> bytes:
+        buffer = bytearray(size)
+        return bytes(buffer[: self.read(suffix, offset, memoryview(buffer))])
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
+
+
+class _TrailingHash:
+    """SHA-256 of a file, computed in a thread that reads the file back behind its writer.
+
+    The copy runs at memory speed and SHA-256 at about 1.3 GB/s; hashing behind the
+    writer overlaps the two on a second core, and what is hashed is the file as it
+    was written, read back, exactly as ``sha256_file`` would read it afterwards.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._changed = threading.Condition()
+        self._written = 0
+        self._finished = False
+        self._cancelled = False
+        self._digest: str | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def advance(self, written: int) -> None:
+        """The writer has written the first ``written`` bytes."""
+        with self._changed:
+            self._written = written
+            self._changed.notify()
+
+    def finish(self) -> None:
+        """The file is complete: hash it to its end."""
+        with self._changed:
+            self._finished = True
+            self._changed.notify()
+
+    def cancel(self) -> None:
+        """Stop hashing and close the file (Windows cannot delete a file open elsewhere)."""
+        with self._changed:
+            self._cancelled = True
+            self._changed.notify()
+        self._thread.join()
+
+    def result(self) -> str:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._digest is None:
+            raise OSError(f"hashing {self.path} was cancelled")
+        return self._digest
+
+    def _run(self) -> None:
+        digest = hashlib.sha256()
+        buffer = bytearray(HASH_CHUNK_BYTES)
+        view = memoryview(buffer)
+        try:
+            with open(self.path, "rb", buffering=0) as handle:
+                position = 0
+                while True:
+                    with self._changed:
+                        while not (
+                            self._cancelled
+                            or self._finished
+                            or self._written - position >= HASH_CHUNK_BYTES
+                        ):
+                            self._changed.wait()
+                        if self._cancelled:
+                            return
+                        # Once the file is finished, read on to its end, whatever was reported.
+                        limit = None if self._finished else self._written
+                    while limit is None or position < limit:
+                        wanted = HASH_CHUNK_BYTES if limit is None else limit - position
+                        count = handle.readinto(view[: min(HASH_CHUNK_BYTES, wanted)])
+                        if not count:
+                            break
+                        digest.update(view[:count])
+                        position += count
+                    if limit is None:
+                        break
+            self._digest = digest.hexdigest()
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that asks for result()
+            self._error = exc
+
+
+@dataclasses.dataclass(frozen=True)
+class _WalSnapshot:
+    """The WAL frames of one committed state: the newest frame of each page, up to a commit."""
+
+    page_count: int  # the database's size in pages at that commit; 0: the WAL is empty
+    salts: bytes  # the WAL header's salts, which change whenever the WAL starts over
+    frames: dict[int, int]  # page number -> frame number (from 1)
+
+
+def _wal_checksum(data: bytes) -> tuple[int, int]:
+    """SQLite's WAL checksum over ``data`` read as native-order 32-bit words."""
+    first = second = 0
+    words = struct.unpack(f"={len(data) // 4}I", data)
+    for index in range(0, len(words), 2):
+        first = (first + words[index] + second) & 0xFFFFFFFF
+        second = (second + words[index + 1] + first) & 0xFFFFFFFF
+    return first, second
+
+
+def _read_wal_snapshot(files: _SourceFiles, page_size: int) -> _WalSnapshot | None:
+    """The newest commit that the WAL index announces, with its page map; None to try again.
+
+    Read while the caller holds a read transaction: SQLite then never overwrites the
+    frames up to that commit, and a checkpoint copies into the database file only
+    pages that are in them, so the database file overlaid with these frames is that
+    commit exactly. The index header is SQLite's own word on where the WAL's valid,
+    committed frames end (it checks their checksums when it rebuilds the index).
+    """
+    header = files.read_bytes("-shm", 0, 2 * _WAL_INDEX_HEADER.size)
+    if len(header) < 2 * _WAL_INDEX_HEADER.size:
+        raise _SnapshotUnavailable("the WAL index is missing or short")
+    first, second = header[: _WAL_INDEX_HEADER.size], header[_WAL_INDEX_HEADER.size :]
+    if first != second:
+        return None  # a writer is updating it
+    fields = _WAL_INDEX_HEADER.unpack(first)
+    version, is_init, size_code, max_frame, page_count, salts = (
+        fields[0], fields[3], fields[5], fields[6], fields[7], fields[10]
+    )  # fmt: skip
+    if version != _WAL_INDEX_VERSION or not is_init:
+        raise _SnapshotUnavailable("the WAL index has a format this tool does not know")
+    if _wal_checksum(first[:40]) != fields[11:13]:
+        return None
+    if max_frame == 0:
+        return _WalSnapshot(0, salts, {})
+    if (size_code & 0xFE00) + ((size_code & 1) << 16) != page_size:
+        raise _SnapshotUnavailable("the WAL index disagrees with the database's page size")
+    if max_frame > WAL_MAP_MAX_FRAMES:
+        raise _SnapshotUnavailable(f"the WAL holds {max_frame} frames")
+    wal_header = files.read_bytes("-wal", 0, _WAL_HEADER_BYTES)
+    if len(wal_header) < _WAL_HEADER_BYTES or wal_header[16:24] != salts:
+        return None  # the WAL started over since the index was read
+    if int.from_bytes(wal_header[:4], "big") not in _WAL_MAGIC:
+        raise _SnapshotUnavailable("the WAL has a format this tool does not know")
+    frame_size = page_size + _WAL_FRAME_HEADER_BYTES
+    per_read = max(1, COPY_CHUNK_BYTES // frame_size)
+    frames: dict[int, int] = {}
+    last_header = b""
+    for start in range(1, max_frame + 1, per_read):
+        count = min(per_read, max_frame + 1 - start)
+        block = files.read_bytes("-wal", _WAL_HEADER_BYTES + (start - 1) * frame_size,
+                                 count * frame_size)  # fmt: skip
+        if len(block) < count * frame_size:
+            return None  # the WAL was truncated since its header was read
+        for index in range(count):
+            last_header = block[index * frame_size : index * frame_size + _WAL_FRAME_HEADER_BYTES]
+            if last_header[8:16] != salts:
+                return None
+            frames[int.from_bytes(last_header[:4], "big")] = start + index
+    if int.from_bytes(last_header[4:8], "big") != page_count:
+        return None  # the announced last frame must be the commit that sets this size
+    return _WalSnapshot(page_count, salts, frames)
+
+
+def _copy_pages(
+    files: _SourceFiles,
+    out: Any,
+    *,
+    page_size: int,
+    page_count: int,
+    wal: _WalSnapshot | None,
+    on_written: Callable[[int], None],
+) -> None:
+    """Write pages 1 to ``page_count`` of the snapshot into ``out``, as one rollback-journal file.
+
+    Each page comes from its newest WAL frame of the snapshot, or else from the
+    database file; the lock-byte page is written as zeros, as SQLite's backup API does.
+    """
+    lock_page = _PENDING_BYTE // page_size + 1
+    frames = wal.frames if wal else {}
+    wal_pages = sorted(page for page in frames if page <= page_count)
+    frame_size = page_size + _WAL_FRAME_HEADER_BYTES
+    per_chunk = max(1, COPY_CHUNK_BYTES // page_size)
+    buffer = bytearray(per_chunk * page_size)
+    view = memoryview(buffer)
+    next_wal = written = 0
+    for first in range(1, page_count + 1, per_chunk):
+        count = min(per_chunk, page_count + 1 - first)
+        chunk = view[: count * page_size]
+        # Read around the lock-byte page, never into it.
+        runs = [(first, count)]
+        if first <= lock_page < first + count:
+            runs = [(first, lock_page - first), (lock_page + 1, first + count - lock_page - 1)]
+            chunk[(lock_page - first) * page_size : (lock_page - first + 1) * page_size] = bytes(
+                page_size
+            )
+        for run_first, run_count in runs:
+            at = (run_first - first) * page_size
+            got = files.read(
+                "", (run_first - 1) * page_size, chunk[at : at + run_count * page_size]
+            )
+            # A short read is fine only where the WAL holds the rest (checkpoints grow the file).
+            for page in range(run_first + got // page_size, run_first + run_count):
+                if page not in frames:
+                    raise _SnapshotUnavailable(f"page {page} is in neither the file nor the WAL")
+        while next_wal < len(wal_pages) and wal_pages[next_wal] < first + count:
+            page = wal_pages[next_wal]
+            at = (page - first) * page_size
+            offset = _WAL_HEADER_BYTES + (frames[page] - 1) * frame_size + _WAL_FRAME_HEADER_BYTES
+            if files.read("-wal", offset, chunk[at : at + page_size]) < page_size:
+                raise _SnapshotUnavailable("the WAL was truncated during the copy")
+            next_wal += 1
+        if first == 1:
+            if bytes(chunk[:16]) != _SQLITE_HEADER:
+                raise _SnapshotUnavailable("the first page has no SQLite header")
+            # A self-contained copy: rollback-journal format (bytes 18-19), and a page count
+            # that SQLite trusts (bytes 28-31, valid while bytes 92-95 equal bytes 24-27).
+            chunk[18:20] = b"\x01\x01"
+            chunk[28:32] = page_count.to_bytes(4, "big")
+            chunk[92:96] = chunk[24:28]
+        done = 0
+        try:
+            while done < len(chunk):
+                done += out.write(chunk[done:])
+        except OSError as exc:
+            raise _CopyWriteError(exc) from exc
+        written += done
+        on_written(written)
+
+
+def _snapshot_files(
+    src: sqlite3.Connection, files: _SourceFiles, temp: Path
+) -> _TrailingHash | None:
+    """Copy the database open on ``src`` into ``temp`` by reading its files under a read lock.
+
+    The fast path of a backup: the read transaction pins one committed state (a
+    rollback-journal database cannot be written while it is held; a WAL database's
+    checkpoints cannot pass it), the pages are copied at memory speed, and SHA-256
+    runs behind the writer. Returns the running hash, or None (``temp`` left empty)
+    when this database needs SQLite's backup API: an empty or odd file, a WAL index
+    that cannot be read or kept changing, a very long WAL.
+    """
+    for _attempt in range(3):
+        hashing = _TrailingHash(temp)
+        try:
+            with open(temp, "r+b", buffering=0) as out:
+                out.truncate(0)
+                if _copy_in_read_transaction(src, files, out, hashing.advance):
+                    hashing.finish()
+                    return hashing
+        except _SnapshotUnavailable:
+            hashing.cancel()
+            break
+        except BaseException:
+            hashing.cancel()
+            raise
+        hashing.cancel()
+    with open(temp, "r+b") as out:
+        out.truncate(0)
+    return None
+
+
+def _copy_in_read_transaction(
+    src: sqlite3.Connection, files: _SourceFiles, out: Any, on_written: Callable[[int], None]
+) -> bool:
+    """One attempt of the direct copy; False when the WAL started over during it."""
+    src.execute("BEGIN")
+    try:
+        # Reading the schema takes the read lock (and rolls back a crashed writer's journal).
+        try:
+            src.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise _BusyTimeout from exc  # the connection's timeout is the busy timeout
+            raise
+        page_size = src.execute("PRAGMA page_size").fetchone()[0]
+        wal = None
+        if str(src.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            for _ in range(100):
+                wal = _read_wal_snapshot(files, page_size)
+                if wal is not None:
+                    break
+                time.sleep(0.001)
+            else:
+                raise _SnapshotUnavailable("the WAL index kept changing")
+        page_count = wal.page_count if wal and wal.page_count else None
+        if page_count is None:
+            page_count = src.execute("PRAGMA page_count").fetchone()[0]
+        if page_count == 0:
+            raise _SnapshotUnavailable("the database is empty")
+        _copy_pages(
+            files, out, page_size=page_size, page_count=page_count, wal=wal,
+            on_written=on_written,
+        )  # fmt: skip
+        # Frames are never rewritten until the WAL starts over, which gives it new salts.
+        return wal is None or not wal.frames or files.read_bytes("-wal", 16, 8) == wal.salts
+    finally:
+        if src.in_transaction:
+            src.execute("COMMIT")
+
+
 # Temporary files this process has made and not yet removed. Ctrl+C can land between a
 # file's creation and the ``try`` that would remove it; main() removes what is left here.
 _LIVE_TEMP_FILES: set[Path] = set()
@@ -1076,15 +1426,19 @@ def _remove_temp_file(temp: Path) -> None:
     _LIVE_TEMP_FILES.discard(temp)
 
 
-def _seal(temp: Path, what: str) -> tuple[int, str]:
+def _seal(temp: Path, what: str, hashing: _TrailingHash | None = None) -> tuple[int, str]:
     """Verify a finished copy with quick_check while hashing and fsyncing it: (size, sha256).
 
-    The three run in parallel: SQLite, hashlib and fsync all release the GIL.
+    The three run in parallel: SQLite, hashlib and fsync all release the GIL. A hash
+    already running behind the copy (``hashing``) is waited for instead of started.
     """
     try:
         with ThreadPoolExecutor(max_workers=3) as pool:
             checked = pool.submit(check_database_file, temp)
-            hashed = pool.submit(sha256_file, temp)
+            if hashing is not None:
+                hashed = pool.submit(hashing.result)
+            else:
+                hashed = pool.submit(sha256_file, temp)
             synced = pool.submit(_fsync_file, temp)
             verdict, digest = checked.result(), hashed.result()
             synced.result()
@@ -1149,18 +1503,25 @@ def _wrap_copy_error(
             f"{source} stayed locked for {busy_timeout:g} s",
             hint="a long write transaction holds it; retry later or raise --busy-timeout",
         )
+    cause = exc.__cause__ if isinstance(exc, _CopyWriteError) else exc
+    if isinstance(cause, OSError):
+        full = cause.errno in (errno.ENOSPC, _EDQUOT)
+        reason = "disk full" if full else (cause.strerror or str(cause))
+    else:
+        reason = str(cause)
+        full = "disk is full" in reason or "disk I/O" in reason
+    if full:
+        return BackupError(
+            f"cannot write the copy of {source} into {folder} ({reason})",
+            hint=f"the copy needs about {_format_size(_size_or_zero(source))}: free "
+            "space on that disk, or move --backup-dir",
+        )
     if isinstance(exc, _CopyWriteError):
         return BackupError(
-            f"cannot write the copy of {source} into {folder} ({exc.__cause__})",
+            f"cannot write the copy of {source} into {folder} ({reason})",
             hint="check that the folder still exists, is writable and has free space",
         )
     if isinstance(exc, sqlite3.Error):
-        if "disk is full" in str(exc) or "disk I/O" in str(exc):
-            return BackupError(
-                f"cannot write the copy of {source} into {folder} ({exc})",
-                hint=f"the copy needs about {_format_size(_size_or_zero(source))}: free "
-                "space on that disk, or move --backup-dir",
-            )
         return _describe_sqlite_error(exc, source)
     assert isinstance(exc, OSError)
     return describe_os_error(exc, folder, "writing a copy into")
@@ -1277,11 +1638,12 @@ def create_backup(
 ) -> MadeBackup:
     """Back up one database.
 
-    Copy into a temporary file, verify it with quick_check while hashing and fsyncing,
-    then rename: a crash at any moment leaves no file with a backup's name that is
-    not a complete, verified backup. When the database is unchanged since
-    ``previous`` (same SHA-256, and that file still intact), the new name is a hard
-    link to the previous file instead of a second copy.
+    Copy into a temporary file (directly from the database's files under a read
+    transaction, else through SQLite's backup API), hash it as it is written, verify
+    it with quick_check while fsyncing, then rename: a crash at any moment leaves no
+    file with a backup's name that is not a complete, verified backup. When the
+    database is unchanged since ``previous`` (same SHA-256, and that file still
+    intact), the new name is a hard link to the previous file instead of a second copy.
     """
     source = db.path
     if source.is_dir():
@@ -1298,19 +1660,26 @@ def create_backup(
     except OSError as exc:
         raise describe_os_error(exc, source, "reading") from exc
     temps = [_new_temp_file(backup_dir, db.name)]
+    hashing: _TrailingHash | None = None
     try:
         try:
             src = sqlite3.connect(
                 sqlite_uri(source, "rw"), uri=True, timeout=busy_timeout, isolation_level=None
             )
+            files = _SourceFiles(source)
             try:
                 with _CopyWatcher(db.name, temps[0], source_size, progress_stream):
-                    _snapshot(src, temps[0], busy_timeout)
+                    hashing = _snapshot_files(src, files, temps[0])
+                    if hashing is None:
+                        _snapshot(src, temps[0], busy_timeout)
             finally:
+                if os.name == "nt":
+                    files.close()  # before SQLite's close, which may delete the -wal we hold
                 src.close()
+                files.close()
         except (_BusyTimeout, _CopyWriteError, sqlite3.Error, OSError) as exc:
             raise _wrap_copy_error(exc, source, backup_dir, busy_timeout) from exc
-        size, content_sha = _seal(temps[0], str(source))
+        size, content_sha = _seal(temps[0], str(source), hashing)
 
         def names() -> Iterator[str]:
             return (format_backup_name(db.name, taken_at, n, compression) for n in range(10000))
@@ -1347,6 +1716,8 @@ def create_backup(
         final = _publish(stored, backup_dir, names())
         return MadeBackup(final, size, stored_sha, content_sha, compression)
     finally:
+        if hashing is not None:
+            hashing.cancel()
         for temp in temps:
             _remove_temp_file(temp)
 
