@@ -661,6 +661,7 @@ _BACKUP_NAME = re.compile(
     + re.escape(BACKUP_SUFFIX)
     + r"(?P<packed>\.gz|\.zst)?$"
 )
+_COMPRESSION_OF_SUFFIX = {suffix: kind for kind, suffix in COMPRESSION_SUFFIXES.items()}
 _TEMP_NAME = re.compile(
     r"^" + re.escape(TEMP_PREFIX) + r".*\.[0-9a-f]{16}\.tmp(-journal|-wal|-shm)?$"
 )
@@ -708,8 +709,7 @@ def parse_backup_name(filename: str) -> BackupName | None:
         return None
     if not 1970 <= taken_at.year <= 9998:  # beyond what clocks and time zones can convert
         return None
-    packed = match["packed"]
-    compression = next((k for k, v in COMPRESSION_SUFFIXES.items() if v == packed), None)
+    compression = _COMPRESSION_OF_SUFFIX.get(match["packed"])
     return BackupName(match["name"], taken_at, int(match["seq"] or 0), compression)
 
 
@@ -786,13 +786,19 @@ class BackupResult:
         return dataclasses.asdict(self)
 
 
-def _backup_file(path: Path, parsed: BackupName | None = None) -> BackupFile | None:
+def _backup_file(
+    path: Path, parsed: BackupName | None = None, entry: os.DirEntry[str] | None = None
+) -> BackupFile | None:
     """The BackupFile for one path, or None when it is not a regular file with a backup name."""
     parsed = parsed or parse_backup_name(path.name)
     if parsed is None:
         return None
     try:
-        info = os.lstat(path)
+        # A folder listing's own lstat is cheaper, but on Windows it leaves out the file id.
+        if entry is not None and os.name == "posix":
+            info = entry.stat(follow_symlinks=False)
+        else:
+            info = os.lstat(entry.path if entry is not None else path)
     except OSError:
         return None
     if not stat.S_ISREG(info.st_mode):
@@ -824,7 +830,7 @@ def list_backups(backup_dir: Path, names: Sequence[str]) -> dict[str, list[Backu
     for entry in entries:
         parsed = parse_backup_name(entry.name)
         if parsed is not None and parsed.name in found:
-            backup = _backup_file(Path(entry.path), parsed)
+            backup = _backup_file(Path(entry.path), parsed, entry)
             if backup is not None:
                 found[parsed.name].append(backup)
     for backups in found.values():
@@ -1032,12 +1038,13 @@ class _CopyWatcher:
 
 
 def _snapshot(src: sqlite3.Connection, temp: Path, busy_timeout: float) -> None:
-    """Copy the database open on ``src`` into the empty file ``temp``, in one step.
+    """Copy the database open on ``src`` into the empty file ``temp`` with SQLite's backup API.
 
-    One step (pages=-1) copies a consistent snapshot; chunked steps restart for ever
-    while the app writes. The destination skips its journal and sync (it is a
-    temporary file, fsynced as a whole later), which halves the copy time and so the
-    time a rollback-journal source is locked against the app's writers.
+    The copy a restore makes, and a backup's where ``_snapshot_files`` cannot read the
+    files directly. One step (pages=-1) copies a consistent snapshot; chunked steps
+    restart for ever while the app writes. The destination skips its journal and sync
+    (it is a temporary file, fsynced as a whole later), which halves the copy time and
+    so the time a rollback-journal source is locked against the app's writers.
     """
     started = time.monotonic()
 
