@@ -1,10 +1,14 @@
-"""The backup engine: a one-step online backup into a temporary file, verified, hashed, fsynced,
-renamed; a bounded wait for a locked source; owner-only files; a run lock; errors that name the
-file and the fix; and what a kill, a full disk or a busy writer leave behind.
+"""The backup engine: a copy into a temporary file, verified, hashed, fsynced, renamed; a bounded
+wait for a locked source; owner-only files; a run lock; errors that name the file and the fix;
+and what a kill, a full disk or a busy writer leave behind. The copy reads the database's files
+under a read transaction (the WAL laid over the file, a self-contained header, the lock-byte
+page left zero), or goes through SQLite's one-step online backup where it cannot.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import hashlib
 import json
 import os
@@ -23,6 +27,7 @@ import pytest
 from conftest import (
     App,
     assert_no_traceback,
+    dump,
     integrity,
     make_config,
     make_db,
@@ -735,3 +740,564 @@ def test_a_surprise_in_one_database_fails_only_that_one_and_the_run_is_logged(ap
     statuses = {r["database"]: r["status"] for r in run["results"]}
     assert statuses == {"main": "ok", "long": "failed"}
     assert str(too_long)[:40] in next(r["error"] for r in run["results"] if r["database"] == "long")
+
+
+# -- the direct copy of the database's files -------------------------------------------
+
+# Runs each statement given after the path with checkpoints off, says "ready", and keeps the
+# database open (so that no checkpoint moves the WAL into the file) until it is stopped.
+HOLD_OPEN_AFTER = """
+    import sqlite3, sys, time
+    conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    for statement in sys.argv[2:]:
+        conn.execute(statement)
+    print("ready", flush=True)
+    time.sleep(120)
+"""
+
+# One transaction that keeps make_db's invariant: a new row, and an old row (on one of the
+# first pages, so that the WAL holds many frames of the same page) changed again.
+GROW_AND_REWRITE = [
+    "BEGIN",
+    "INSERT INTO items(value, pad) VALUES (7, randomblob(500))",
+    "UPDATE items SET value = value + 1 WHERE id = 5",
+    "UPDATE totals SET total = total + 8, count = count + 1 WHERE id = 1",
+    "COMMIT",
+]
+
+
+@contextlib.contextmanager
+def held_open_after(db: Path, *statements: str) -> Iterator[subprocess.Popen[str]]:
+    """Another process runs ``statements`` on ``db`` and keeps it open for the block."""
+    holder = start_python(HOLD_OPEN_AFTER, str(db), *statements)
+    try:
+        wait_ready(holder)
+        yield holder
+    finally:
+        stop(holder)
+
+
+def direct_copy(source: Path, temp: Path) -> dbs._TrailingHash | None:
+    """The fast path alone, on a connection opened as ``create_backup`` opens one."""
+    temp.touch()
+    src = sqlite3.connect(dbs.sqlite_uri(source, "rw"), uri=True, isolation_level=None)
+    files = dbs._SourceFiles(source)
+    try:
+        return dbs._snapshot_files(src, files, temp)
+    finally:
+        src.close()  # first: closing our handles drops this process's locks on the files
+        files.close()
+
+
+def back_up_in_process(source: Path, folder: Path, name: str = "app") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    made = dbs.create_backup(
+        dbs.DatabaseSpec(name, source), folder, taken_at=datetime.datetime(2024, 1, 2, 3, 4, 5)
+    )
+    return made.path
+
+
+def database_header(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(100)
+
+
+def page_size_of(header: bytes) -> int:
+    size = int.from_bytes(header[16:18], "big")
+    return 65536 if size == 1 else size
+
+
+def wal_size(db: Path) -> int:
+    wal = Path(f"{db}-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_backup_of_a_wal_database_holds_every_commit_still_in_the_wal(app: App) -> None:
+    source = app.main_db
+    pages_in_file = source.stat().st_size // page_size_of(database_header(source))
+    with held_open_after(source, *GROW_AND_REWRITE * 200):
+        assert wal_size(source) > 0
+        expected = read_invariant(source)
+        result = app.run("--run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    backup = only_backup(app)
+    assert expected[3] == 400
+    assert read_invariant(backup) == expected
+    assert backup.stat().st_size // page_size_of(database_header(backup)) > pages_in_file
+
+
+def test_direct_copy_of_a_wal_database_passes_integrity_check(app: App) -> None:
+    with held_open_after(app.main_db, *GROW_AND_REWRITE * 200):
+        assert app.run("--run").returncode == 0
+    assert integrity(only_backup(app)) == "ok"
+
+
+def test_direct_copy_of_a_wal_database_has_a_self_contained_rollback_journal_header(
+    app: App,
+) -> None:
+    with held_open_after(app.main_db, *GROW_AND_REWRITE * 200):
+        assert app.run("--run").returncode == 0
+    backup = only_backup(app)
+    header = database_header(backup)
+    size, page_size = backup.stat().st_size, page_size_of(header)
+    assert (header[18], header[19]) == (1, 1)
+    assert size % page_size == 0
+    assert int.from_bytes(header[28:32], "big") == size // page_size
+    assert header[92:96] == header[24:28]
+    assert not Path(f"{backup}-wal").exists()
+    assert not Path(f"{backup}-shm").exists()
+
+
+def test_direct_copy_of_a_legacy_header_gets_a_page_count_that_sqlite_trusts(
+    app: App, tmp_path: Path
+) -> None:
+    source = make_db(tmp_path / "legacy.db", rows=300, journal_mode="delete")
+    # As SQLite before 3.7.0 left it: an in-header size out of date, and a version-valid-for
+    # number that does not match the change counter (so SQLite goes by the file's size).
+    with open(source, "r+b") as handle:
+        handle.seek(28)
+        handle.write((3).to_bytes(4, "big"))
+        handle.seek(92)
+        handle.write(b"\x00\x00\x00\x00")
+    expected = read_invariant(source)
+    backup = back_up_in_process(source, tmp_path / "backups")
+    header = database_header(backup)
+    assert int.from_bytes(header[28:32], "big") == source.stat().st_size // page_size_of(header)
+    assert header[92:96] == header[24:28]
+    assert read_invariant(backup) == expected
+
+
+# Reshapes a WAL database with checkpoints off: deletes (freed pages), a VACUUM (the
+# database shrinks in the WAL while its file stays as long), an index, more rows.
+RESHAPE = [
+    "BEGIN",
+    "DELETE FROM items WHERE id % 3 = 0",
+    "UPDATE totals SET total = (SELECT SUM(value) FROM items), "
+    "count = (SELECT COUNT(*) FROM items) WHERE id = 1",
+    "COMMIT",
+    "VACUUM",
+    "CREATE INDEX items_value ON items(value)",
+    *GROW_AND_REWRITE * 50,
+    "DELETE FROM items WHERE id BETWEEN 10 AND 20 AND id % 3 = 0",
+]
+
+
+def test_direct_copy_has_the_same_content_as_sqlites_backup_api(tmp_path: Path) -> None:
+    source = make_db(tmp_path / "app.db", rows=2000, journal_mode="wal")
+    api_copy = tmp_path / "api.db"
+    with held_open_after(source, *RESHAPE):
+        assert wal_size(source) > 0
+        backup = back_up_in_process(source, tmp_path / "backups")
+        src = sqlite3.connect(dbs.sqlite_uri(source, "ro"), uri=True)
+        dst = sqlite3.connect(api_copy)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+        file_size = source.stat().st_size
+    assert dump(backup, immutable=True) == dump(api_copy, immutable=True)
+    assert backup.stat().st_size == api_copy.stat().st_size
+    assert backup.stat().st_size < file_size, "the VACUUM in the WAL should have shrunk it"
+
+
+@pytest.mark.parametrize("journal_mode", ["wal", "delete"])
+def test_direct_copy_runs_for_an_ordinary_database_and_hashes_what_it_wrote(
+    tmp_path: Path, journal_mode: str
+) -> None:
+    source = make_db(tmp_path / "app.db", rows=500, journal_mode=journal_mode)
+    temp = tmp_path / "copy.db"
+    if journal_mode == "wal":
+        with held_open_after(source, *GROW_AND_REWRITE * 50):
+            assert wal_size(source) > 0
+            hashing = direct_copy(source, temp)
+    else:
+        hashing = direct_copy(source, temp)
+    assert hashing is not None, "the direct copy fell back to SQLite's backup API"
+    assert hashing.result() == sha256_of(temp)
+    assert temp.stat().st_size > 0
+
+
+def test_direct_copy_of_a_rollback_journal_database_is_its_file_byte_for_byte(
+    tmp_path: Path,
+) -> None:
+    source = make_db(tmp_path / "app.db", rows=500, journal_mode="delete")
+    temp = tmp_path / "copy.db"
+    hashing = direct_copy(source, temp)
+    assert hashing is not None
+    hashing.result()
+    assert temp.read_bytes() == source.read_bytes()
+
+
+# SQLite keeps a database's -wal and -shm beside its real path (sqlite_uri resolves it);
+# the direct copy reads them beside the path as given.
+SYMLINK_DEFECT = (
+    "defect: _SourceFiles(source) reads <source>-wal and <source>-shm beside the path as "
+    "given, while SQLite, opened on sqlite_uri(source) (resolved), uses the ones beside "
+    "the symlink's target"
+)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links")
+@pytest.mark.xfail(strict=True, reason=SYMLINK_DEFECT)
+def test_direct_copy_runs_for_a_wal_database_reached_through_a_symlink(tmp_path: Path) -> None:
+    real = make_db(tmp_path / "data" / "app.db", rows=500, journal_mode="wal")
+    link = tmp_path / "instance" / "app.db"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    with held_open_after(real, *GROW_AND_REWRITE * 50):
+        assert wal_size(real) > 0
+        hashing = direct_copy(link, tmp_path / "copy.db")
+    assert hashing is not None, "the direct copy fell back to SQLite's backup API"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links")
+@pytest.mark.xfail(strict=True, reason=SYMLINK_DEFECT)
+def test_backup_through_a_symlink_ignores_old_wal_files_beside_the_link(
+    app: App, tmp_path: Path
+) -> None:
+    real = make_db(tmp_path / "data" / "app.db", rows=200, journal_mode="wal")
+    link = tmp_path / "instance" / "app.db"
+    link.parent.mkdir()
+    # The database used to live where the link is now; the -wal and -shm of a session
+    # that rewrote every page (a VACUUM) stayed there.
+    with held_open_after(real, "VACUUM"):
+        for suffix in ("-wal", "-shm"):
+            shutil.copyfile(f"{real}{suffix}", f"{link}{suffix}")
+    conn = sqlite3.connect(real)
+    with conn:
+        conn.execute("UPDATE items SET value = value + 1000")
+        conn.execute("UPDATE totals SET total = (SELECT SUM(value) FROM items) WHERE id = 1")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    link.symlink_to(real)
+    expected = read_invariant(real)
+    result = app.run("--run", "--db", f"app={link}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert read_invariant(only_backup(app, "app")) == expected
+
+
+def test_direct_copy_declines_an_empty_database_file(tmp_path: Path) -> None:
+    source = tmp_path / "empty.db"
+    source.write_bytes(b"")
+    temp = tmp_path / "copy.db"
+    assert direct_copy(source, temp) is None
+    assert temp.stat().st_size == 0
+
+
+def test_backup_of_an_empty_database_file_is_a_valid_empty_database(
+    app: App, tmp_path: Path
+) -> None:
+    source = tmp_path / "empty.db"
+    source.write_bytes(b"")
+    result = app.run("--run", "--db", f"empty={source}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    backup = only_backup(app, "empty")
+    assert integrity(backup) == "ok"
+    assert dump(backup, immutable=True) == ["BEGIN TRANSACTION;", "COMMIT;"]
+
+
+@pytest.fixture(scope="module")
+def long_wal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A WAL database whose WAL holds more frames than the direct copy maps, kept open."""
+    source = tmp_path_factory.mktemp("long_wal") / "long.db"
+    conn = sqlite3.connect(source)
+    conn.execute("PRAGMA page_size=512")  # small frames: a WAL of ~55 MB
+    conn.execute("PRAGMA journal_mode=wal")
+    conn.close()
+    make_db(source, rows=10, journal_mode="wal")
+    rows = dbs.WAL_MAP_MAX_FRAMES + 2000
+    with held_open_after(
+        source,
+        "BEGIN",
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < "
+        f"{rows}) INSERT INTO items(value, pad) SELECT x, randomblob(400) FROM n",
+        "UPDATE totals SET total = (SELECT SUM(value) FROM items), "
+        "count = (SELECT COUNT(*) FROM items) WHERE id = 1",
+        "COMMIT",
+    ):
+        frames = (wal_size(source) - 32) // (512 + 24)
+        assert frames > dbs.WAL_MAP_MAX_FRAMES
+        yield source
+    for leftover in source.parent.iterdir():
+        leftover.unlink()
+
+
+def test_direct_copy_declines_a_wal_longer_than_its_page_map(
+    long_wal: Path, tmp_path: Path
+) -> None:
+    temp = tmp_path / "copy.db"
+    assert direct_copy(long_wal, temp) is None
+    assert temp.stat().st_size == 0
+
+
+def test_backup_of_a_wal_longer_than_the_page_map_holds_every_commit(
+    long_wal: Path, tmp_path: Path
+) -> None:
+    expected = read_invariant(long_wal)
+    backup = back_up_in_process(long_wal, tmp_path / "backups")
+    assert read_invariant(backup) == expected
+    assert expected[3] == dbs.WAL_MAP_MAX_FRAMES + 2010
+    assert integrity(backup) == "ok"
+    assert header_versions(backup) == (1, 1)
+
+
+# Commits make_db-invariant transactions with a checkpoint every 10 pages, until the stop
+# file appears or the time is up; prints how many it made. Each changes a row anywhere in
+# the table, so that most of the pages it writes are in no WAL frame a copy has mapped.
+CHECKPOINTING_WRITER = """
+    import os, random, sqlite3, sys, time
+    path, stop_file, deadline = sys.argv[1], sys.argv[2], time.monotonic() + float(sys.argv[3])
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn.execute("PRAGMA wal_autocheckpoint=10")
+    (rows,) = conn.execute("SELECT COUNT(*) FROM items").fetchone()
+    commits = 0
+    print("ready", flush=True)
+    while not os.path.exists(stop_file) and time.monotonic() < deadline:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE items SET value = value + 1 WHERE id = ?", (random.randint(1, rows),))
+        conn.execute("INSERT INTO items(value, pad) VALUES (?, randomblob(300))", (commits,))
+        conn.execute(
+            "UPDATE totals SET total = total + 1 + ?, count = count + 1 WHERE id = 1", (commits,)
+        )
+        conn.execute("COMMIT")
+        commits += 1
+        time.sleep(0.001)
+    print(commits, flush=True)
+"""
+
+# Starts the WAL over and over (RESTART and TRUNCATE checkpoints) until the stop file
+# appears or the time is up; prints how many checkpoints completed.
+CHECKPOINTER = """
+    import os, sqlite3, sys, time
+    path, stop_file, deadline = sys.argv[1], sys.argv[2], time.monotonic() + float(sys.argv[3])
+    conn = sqlite3.connect(path, timeout=5, isolation_level=None)
+    completed = attempts = 0
+    print("ready", flush=True)
+    while not os.path.exists(stop_file) and time.monotonic() < deadline:
+        mode = ("RESTART", "TRUNCATE")[attempts % 2]
+        busy, _, _ = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        completed += not busy
+        attempts += 1
+        time.sleep(0.002)
+    print(completed, flush=True)
+"""
+
+
+@contextlib.contextmanager
+def checkpointed_load(source: Path, stop_file: Path) -> Iterator[dict[str, int]]:
+    """A writer and a checkpointer at work on ``source`` for the block; then their counts."""
+    counts: dict[str, int] = {}
+    procs = {
+        "commits": start_python(CHECKPOINTING_WRITER, str(source), str(stop_file), "90"),
+        "checkpoints": start_python(CHECKPOINTER, str(source), str(stop_file), "90"),
+    }
+    try:
+        for proc in procs.values():
+            wait_ready(proc)
+        time.sleep(0.2)
+        yield counts
+        stop_file.touch()
+        for what, proc in procs.items():
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            counts[what] = int(out.split()[-1])
+    finally:
+        for proc in procs.values():
+            stop(proc)
+
+
+def assert_consistent_copy(path: Path) -> int:
+    """A copy that passes integrity_check and make_db's invariant; returns its row count."""
+    assert integrity(path) == "ok", path.name
+    total, count, summed, counted = read_invariant(path)
+    assert (total, count) == (summed, counted), path.name
+    return count
+
+
+def test_backups_taken_while_checkpoints_start_the_wal_over_are_consistent(
+    app: App, tmp_path: Path
+) -> None:
+    source = make_db(tmp_path / "busy.db", rows=20000, payload=1000, journal_mode="wal")
+    with checkpointed_load(source, tmp_path / "stop") as counts:
+        results = [app.run("--run", "--db", f"busy={source}") for _ in range(15)]
+    assert [r.returncode for r in results] == [0] * 15, [r.stdout + r.stderr for r in results]
+    backups = app.backups("busy")
+    assert len(backups) == 15
+    row_counts = {assert_consistent_copy(backup) for backup in backups}
+    assert len(row_counts) > 1, "the backups should show the writer's progress"
+    assert counts["commits"] > 100
+    assert counts["checkpoints"] > 10
+    assert_consistent_copy(source)
+
+
+def test_direct_copies_taken_while_checkpoints_start_the_wal_over_are_consistent(
+    tmp_path: Path,
+) -> None:
+    source = make_db(tmp_path / "busy.db", rows=20000, payload=1000, journal_mode="wal")
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    direct = 0
+    with checkpointed_load(source, tmp_path / "stop") as counts:
+        for attempt in range(60):
+            temp = copies / f"{attempt}.db"
+            hashing = direct_copy(source, temp)
+            if hashing is None:
+                temp.unlink()
+                continue
+            direct += 1
+            assert hashing.result() == sha256_of(temp)
+    for temp in sorted(copies.iterdir()):
+        assert header_versions(temp) == (1, 1)
+        assert_consistent_copy(temp)
+    assert direct >= 45, f"only {direct} of 60 copies took the direct path"
+    assert counts["checkpoints"] > 10
+
+
+def test_lock_byte_page_of_a_database_over_1_gib_is_copied_as_zeros(
+    app: App, tmp_path: Path
+) -> None:
+    if shutil.disk_usage(tmp_path).free < 4 * 1024**3:
+        pytest.skip("a database over 1 GiB and its backup need 4 GB of free disk space")
+    page_size = 65536
+    lock_page = 2**30 // page_size + 1
+    source = tmp_path / "huge.db"
+    try:
+        conn = sqlite3.connect(source, isolation_level=None)
+        conn.execute(f"PRAGMA page_size={page_size}")
+        conn.execute("PRAGMA journal_mode=OFF")  # fast to make; set back below
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("CREATE TABLE filler(data BLOB)")
+        conn.execute("BEGIN")
+        for _ in range(11):
+            conn.execute("INSERT INTO filler VALUES (zeroblob(100000000))")
+        conn.execute("COMMIT")
+        conn.execute("CREATE TABLE beyond(id INTEGER PRIMARY KEY, data BLOB)")
+        conn.execute("INSERT INTO beyond VALUES (1, randomblob(5000))")
+        (root,) = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'beyond'"
+        ).fetchone()
+        (row,) = conn.execute("SELECT data FROM beyond").fetchone()
+        conn.execute("PRAGMA journal_mode=DELETE")
+        conn.close()
+        assert root > lock_page, "the row should live after the lock-byte page"
+        # SQLite never reads or writes the lock-byte page: what is in it is no data.
+        with open(source, "r+b") as handle:
+            handle.seek(2**30)
+            handle.write(b"\xa5" * page_size)
+
+        result = app.run("--run", "--db", f"huge={source}")
+        assert result.returncode == 0, result.stdout + result.stderr
+        backup = only_backup(app, "huge")
+        assert backup.stat().st_size == source.stat().st_size
+        with open(backup, "rb") as handle:
+            handle.seek(2**30)
+            assert handle.read(page_size) == bytes(page_size)
+        assert dbs.check_database_file(backup) == "ok"
+        conn = sqlite3.connect(f"{backup.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        try:
+            assert conn.execute("SELECT data FROM beyond WHERE id = 1").fetchone() == (row,)
+        finally:
+            conn.close()
+    finally:
+        for path in [source, *app.backup_dir.glob("*huge*")]:
+            path.unlink(missing_ok=True)
+
+
+# Dies by SIGKILL in the middle of a transaction too large for its page cache, which has
+# already written some of its pages into the database file.
+CRASH_IN_A_TRANSACTION = """
+    import os, signal, sqlite3, sys
+    conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+    conn.execute("PRAGMA cache_size=2")
+    conn.execute("BEGIN")
+    for i in range(300):
+        conn.execute("INSERT INTO items(value, pad) VALUES (?, randomblob(500))", (i,))
+    conn.execute("UPDATE totals SET total = -1 WHERE id = 1")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def crash_leaving_a_hot_journal(source: Path) -> None:
+    before = source.read_bytes()
+    crash = textwrap.dedent(CRASH_IN_A_TRANSACTION)
+    subprocess.run([sys.executable, "-c", crash, str(source)], timeout=60)
+    assert Path(f"{source}-journal").stat().st_size > 0, "the crash left no hot journal"
+    assert source.read_bytes() != before, "the crash should have left its pages in the file"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+def test_backup_of_a_database_with_a_hot_journal_holds_only_committed_rows(
+    app: App, tmp_path: Path
+) -> None:
+    source = make_db(tmp_path / "crashed.db", rows=50, journal_mode="delete")
+    committed = dump(source)
+    crash_leaving_a_hot_journal(source)
+    result = app.run("--run", "--db", f"crashed={source}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    backup = only_backup(app, "crashed")
+    assert dump(backup, immutable=True) == committed
+    assert integrity(backup) == "ok"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+def test_backup_rolls_back_the_hot_journal_of_its_source(app: App, tmp_path: Path) -> None:
+    source = make_db(tmp_path / "crashed.db", rows=50, journal_mode="delete")
+    committed = dump(source)
+    crash_leaving_a_hot_journal(source)
+    assert app.run("--run", "--db", f"crashed={source}").returncode == 0
+    assert not Path(f"{source}-journal").exists()
+    assert dump(source) == committed
+
+
+# Commits 50 rows into the WAL (checkpoints off), then dies by SIGKILL without closing.
+CRASH_AFTER_COMMITS_IN_THE_WAL = """
+    import os, signal, sqlite3, sys
+    conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    for i in range(50):
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO items(value, pad) VALUES (?, randomblob(500))", (i,))
+        conn.execute("UPDATE totals SET total = total + ?, count = count + 1 WHERE id = 1", (i,))
+        conn.execute("COMMIT")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+def test_backup_of_a_wal_left_by_a_killed_app_holds_its_commits(app: App, tmp_path: Path) -> None:
+    source = make_db(tmp_path / "crashed.db", rows=50, journal_mode="wal")
+    subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CRASH_AFTER_COMMITS_IN_THE_WAL), str(source)],
+        timeout=60,
+    )
+    assert wal_size(source) > 0, "the crash left no hot WAL"
+    result = app.run("--run", "--db", f"crashed={source}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    backup = only_backup(app, "crashed")
+    total = 2 * sum(range(50))  # make_db's 50 rows, and the killed app's 50
+    assert read_invariant(backup) == (total, 100, total, 100)
+    assert integrity(backup) == "ok"
+
+
+@pytest.mark.parametrize("journal_mode", ["delete", "wal"])
+def test_locked_source_fails_once_after_busy_timeout_saying_it_stayed_locked(
+    app: App, tmp_path: Path, journal_mode: str
+) -> None:
+    source = make_db(tmp_path / "locked.db", rows=50, journal_mode=journal_mode)
+    holder = start_python(LOCK_EXCLUSIVELY[journal_mode], str(source))
+    try:
+        wait_ready(holder)
+        started = time.monotonic()
+        result = app.run("--run", "--db", f"locked={source}", "--busy-timeout", "2")
+        elapsed = time.monotonic() - started
+    finally:
+        stop(holder)
+    assert result.returncode == 1
+    assert f"{source} stayed locked for 2 s" in result.stdout
+    assert 1.9 <= elapsed < 3.9, "the wait for the lock should not be repeated by a fallback"
