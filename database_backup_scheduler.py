@@ -1087,7 +1087,8 @@ class _SourceFiles:
     """
 
     def __init__(self, database: Path) -> None:
-        self.database = database
+        # Resolved as in sqlite_uri: SQLite keeps a linked database's -wal beside the target.
+        self.database = database.resolve()
         self._handles: dict[str, Any] = {}
 
     def read(self, suffix: str, offset: int, view: memoryview) -> int:

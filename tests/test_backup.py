@@ -934,17 +934,11 @@ def test_direct_copy_of_a_rollback_journal_database_is_its_file_byte_for_byte(
     assert temp.read_bytes() == source.read_bytes()
 
 
-# SQLite keeps a database's -wal and -shm beside its real path (sqlite_uri resolves it);
-# the direct copy reads them beside the path as given.
-SYMLINK_DEFECT = (
-    "defect: _SourceFiles(source) reads <source>-wal and <source>-shm beside the path as "
-    "given, while SQLite, opened on sqlite_uri(source) (resolved), uses the ones beside "
-    "the symlink's target"
-)
+# SQLite keeps a database's -wal and -shm beside its real path (sqlite_uri resolves it), and
+# so must the direct copy.
 
 
 @pytest.mark.skipif(os.name != "posix", reason="symbolic links")
-@pytest.mark.xfail(strict=True, reason=SYMLINK_DEFECT)
 def test_direct_copy_runs_for_a_wal_database_reached_through_a_symlink(tmp_path: Path) -> None:
     real = make_db(tmp_path / "data" / "app.db", rows=500, journal_mode="wal")
     link = tmp_path / "instance" / "app.db"
@@ -957,7 +951,6 @@ def test_direct_copy_runs_for_a_wal_database_reached_through_a_symlink(tmp_path:
 
 
 @pytest.mark.skipif(os.name != "posix", reason="symbolic links")
-@pytest.mark.xfail(strict=True, reason=SYMLINK_DEFECT)
 def test_backup_through_a_symlink_ignores_old_wal_files_beside_the_link(
     app: App, tmp_path: Path
 ) -> None:
