@@ -103,8 +103,11 @@ BATCH_FILE_NAME = "run_database_backup.bat"
 TASK_LOG_FILE_NAME = "database_backup_task.log"
 
 HASH_CHUNK_BYTES = 1024 * 1024
-# The direct copy reads and writes this much at a time: few system calls, little memory.
-COPY_CHUNK_BYTES = 4 * 1024 * 1024
+# The direct copy reads and writes this much at a time: few system calls, and a buffer
+# that stays in the CPU's cache (4 MiB copies at half the speed).
+COPY_CHUNK_BYTES = 256 * 1024
+# The direct copy asks the OS to start writing each such stretch to disk (Linux).
+WRITEBACK_BYTES = 8 * 1024 * 1024
 # A WAL longer than this is copied through SQLite's backup API: the direct copy keeps a map
 # of the WAL's pages in memory (about 100 bytes a frame), which must stay small.
 WAL_MAP_MAX_FRAMES = 100_000
@@ -988,23 +991,27 @@ def _write_quietly(stream: TextIO, text: str) -> None:
 
 
 class _CopyWatcher:
-    """Watches a copy's temporary file grow: flushes it to disk as it goes, shows progress.
+    """Watches a copy's temporary file grow: shows progress, and with ``flush`` fsyncs it.
 
     Flushing while SQLite is still writing overlaps the disk's work with the copy, so
-    the fsync after verification finds little left to write; progress is shown only
-    on a terminal, for large databases.
+    the fsync after verification finds little left to write (the direct copy starts
+    its own writeback instead: an fsync beside it slows it to the disk's pace);
+    progress is shown only on a terminal, for large databases.
     """
 
     FLUSH_EVERY_BYTES = 64 * 1024 * 1024
 
-    def __init__(self, label: str, temp: Path, total: int, stream: TextIO | None) -> None:
+    def __init__(
+        self, label: str, temp: Path, total: int, stream: TextIO | None, *, flush: bool
+    ) -> None:
         self.label, self.temp, self.total = label, temp, total
         self.stream = stream if total >= PROGRESS_MIN_BYTES else None
+        self.flush = flush and total >= self.FLUSH_EVERY_BYTES
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> _CopyWatcher:
-        if self.total >= self.FLUSH_EVERY_BYTES or self.stream is not None:
+        if self.flush or self.stream is not None:
             self._thread = threading.Thread(target=self._run, daemon=True)
             self._thread.start()
         return self
@@ -1018,7 +1025,7 @@ class _CopyWatcher:
         try:
             while not self._stop.wait(0.2):
                 done = os.fstat(fd).st_size
-                if done - flushed >= self.FLUSH_EVERY_BYTES:
+                if self.flush and done - flushed >= self.FLUSH_EVERY_BYTES:
                     os.fsync(fd)
                     flushed = done
                 if self.stream is not None:
@@ -1079,11 +1086,42 @@ class _SnapshotUnavailable(Exception):
     """This database cannot be copied by reading its files; SQLite's backup API copies it."""
 
 
+# On POSIX, closing any descriptor of a file drops every lock this process holds on it,
+# SQLite's included. Handles on a database that another connection in this process (an
+# app that imports this module) still has open are parked here, and closed by a later
+# backup once nothing else in the process has the file open, as SQLite itself does.
+_PARKED_HANDLES: list[Any] = []
+
+
+def _files_open_elsewhere(own: set[int]) -> set[tuple[int, int]] | None:
+    """(device, inode) of every file this process has open outside the descriptors ``own``.
+
+    None where the process's descriptors cannot be listed (no /proc or /dev/fd); the
+    handles are then closed, which is safe in this script's own process.
+    """
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        found = set()
+        for name in names:
+            if not name.isdigit() or int(name) in own:
+                continue
+            try:
+                info = os.fstat(int(name))
+            except OSError:
+                continue  # the listing's own descriptor, closed by now
+            found.add((info.st_dev, info.st_ino))
+        return found
+    return None
+
+
 class _SourceFiles:
     """Read-only handles on a database's file, WAL and WAL index, opened when first read.
 
-    On POSIX, closing any descriptor of a file drops every lock this process holds on
-    it, SQLite's own included: close these only after SQLite's connection is closed.
+    Close them only after SQLite's connection is closed: on POSIX, closing a handle
+    would drop that connection's locks.
     """
 
     def __init__(self, database: Path) -> None:
@@ -1114,9 +1152,20 @@ class _SourceFiles:
         return bytes(buffer[: self.read(suffix, offset, memoryview(buffer))])
 
     def close(self) -> None:
-        for handle in self._handles.values():
-            handle.close()
+        """Close the handles, and those parked earlier, unless that would drop a lock."""
+        handles = [*self._handles.values(), *_PARKED_HANDLES]
         self._handles.clear()
+        _PARKED_HANDLES.clear()
+        elsewhere = None
+        if os.name == "posix" and handles:
+            elsewhere = _files_open_elsewhere({handle.fileno() for handle in handles})
+        for handle in handles:
+            if os.name == "posix":
+                info = os.fstat(handle.fileno())
+                if elsewhere is not None and (info.st_dev, info.st_ino) in elsewhere:
+                    _PARKED_HANDLES.append(handle)
+                    continue
+            handle.close()
 
 
 class _TrailingHash:
@@ -1271,6 +1320,34 @@ def _read_wal_snapshot(files: _SourceFiles, page_size: int) -> _WalSnapshot | No
     return _WalSnapshot(page_count, salts, frames)
 
 
+_WRITEBACK: list[Callable[[int, int, int], None] | None] = []
+
+
+def _writeback_call() -> Callable[[int, int, int], None] | None:
+    """Linux's sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE), or None elsewhere.
+
+    It starts writing a range to disk and returns at once, as PostgreSQL and RocksDB do
+    while writing large files: the disk works during the copy instead of all at the
+    fsync. Durability still comes from that fsync.
+    """
+    if not _WRITEBACK:
+        call = None
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                function = ctypes.CDLL(None, use_errno=True).sync_file_range
+                function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+
+                def call(fd: int, offset: int, length: int) -> None:
+                    function(fd, offset, length, 2)  # SYNC_FILE_RANGE_WRITE; a hint: no errors
+
+            except (ImportError, OSError, AttributeError):
+                call = None
+        _WRITEBACK.append(call)
+    return _WRITEBACK[0]
+
+
 def _copy_pages(
     files: _SourceFiles,
     out: Any,
@@ -1292,7 +1369,8 @@ def _copy_pages(
     per_chunk = max(1, COPY_CHUNK_BYTES // page_size)
     buffer = bytearray(per_chunk * page_size)
     view = memoryview(buffer)
-    next_wal = written = 0
+    next_wal = written = queued = 0
+    writeback = _writeback_call()
     for first in range(1, page_count + 1, per_chunk):
         count = min(per_chunk, page_count + 1 - first)
         chunk = view[: count * page_size]
@@ -1334,6 +1412,9 @@ def _copy_pages(
         except OSError as exc:
             raise _CopyWriteError(exc) from exc
         written += done
+        if writeback is not None and written - queued >= WRITEBACK_BYTES:
+            writeback(out.fileno(), queued, written - queued)
+            queued = written
         on_written(written)
 
 
@@ -1676,9 +1757,11 @@ def create_backup(
             )
             files = _SourceFiles(source)
             try:
-                with _CopyWatcher(db.name, temps[0], source_size, progress_stream):
+                flush = _writeback_call() is None
+                with _CopyWatcher(db.name, temps[0], source_size, progress_stream, flush=flush):
                     hashing = _snapshot_files(src, files, temps[0])
-                    if hashing is None:
+                if hashing is None:
+                    with _CopyWatcher(db.name, temps[0], source_size, progress_stream, flush=True):
                         _snapshot(src, temps[0], busy_timeout)
             finally:
                 if os.name == "nt":

@@ -817,6 +817,64 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# Asks from another process whether a write transaction can start now (it must not while
+# the app holds one).
+CAN_WRITE = """
+    import sqlite3, sys
+    conn = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        print("free")
+    except sqlite3.OperationalError as exc:
+        print(exc)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX locks drop when any descriptor closes")
+@pytest.mark.parametrize("journal_mode", ["delete", "wal"])
+def test_backup_in_a_process_that_holds_the_database_keeps_its_write_lock(
+    tmp_path: Path, journal_mode: str
+) -> None:
+    # An app that imports the module and backs up while its own connection writes.
+    source = make_db(tmp_path / "app.db", rows=50, journal_mode=journal_mode)
+    app_conn = sqlite3.connect(source, isolation_level=None)
+    try:
+        app_conn.execute("BEGIN IMMEDIATE")
+        app_conn.execute("INSERT INTO items(value, pad) VALUES (1, x'00')")
+        for _ in range(2):  # the second run closes what the first had to keep open
+            back_up_in_process(tmp_path / "app.db", tmp_path / "backups")
+            probe = subprocess.run(
+                [sys.executable, "-c", textwrap.dedent(CAN_WRITE), str(source)],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            assert probe.stdout.strip() == "database is locked", probe.stdout + probe.stderr
+    finally:
+        app_conn.execute("ROLLBACK")
+        app_conn.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_backup_handles_kept_open_for_another_connection_are_closed_once_it_is_gone(
+    tmp_path: Path,
+) -> None:
+    source = make_db(tmp_path / "app.db", rows=50, journal_mode="wal")
+
+    def open_on_source() -> int:
+        found = 0
+        for name in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                found += os.readlink(f"/proc/self/fd/{name}").startswith(str(source))
+        return found
+
+    app_conn = sqlite3.connect(source)
+    app_conn.execute("SELECT COUNT(*) FROM items").fetchall()
+    back_up_in_process(source, tmp_path / "backups")
+    app_conn.close()
+    assert open_on_source() > 0, "the backup should have kept its handles for the app's sake"
+    back_up_in_process(source, tmp_path / "backups")
+    assert open_on_source() == 0
+
+
 def test_backup_of_a_wal_database_holds_every_commit_still_in_the_wal(app: App) -> None:
     source = app.main_db
     pages_in_file = source.stat().st_size // page_size_of(database_header(source))
