@@ -37,29 +37,26 @@ import dataclasses
 import datetime as dt
 import enum
 import errno
-import gzip
 import hashlib
 import json
 import os
 import re
-import secrets
-import shlex
 import shutil
 import signal
-import socket
 import sqlite3
 import stat
 import struct
-import subprocess
 import sys
 import threading
 import time
-import traceback
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, NoReturn, TextIO
+
+# Loaded where they are used, to keep every start short: ctypes, concurrent.futures,
+# gzip, shlex, socket, subprocess, traceback, urllib.request; schedule, pytz, boto3 and
+# zstandard are optional packages.
 
 # ======================================================================================
 # Constants and defaults
@@ -237,6 +234,15 @@ def mask_url(url: str) -> str:
         return "***"
     rest = "/***" if (parts.path.strip("/") or parts.query) else ""
     return f"{parts.scheme}://{parts.hostname}{port}{rest}"
+
+
+def _host_name() -> str:
+    """This machine's name, as socket.gethostname() gives it (POSIX: without loading socket)."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
 
 
 def _path_key(path: Path | str) -> str:
@@ -737,7 +743,7 @@ def parse_restorable_name(filename: str) -> BackupName | None:
 
 def format_temp_name(name: str) -> str:
     """A temporary file name that can never match the backup pattern (no ``.bak`` ending)."""
-    return f"{TEMP_PREFIX}{name}.{secrets.token_hex(8)}.tmp"
+    return f"{TEMP_PREFIX}{name}.{os.urandom(8).hex()}.tmp"
 
 
 def is_temp_name(filename: str) -> bool:
@@ -1521,6 +1527,8 @@ def _seal(temp: Path, what: str, hashing: _TrailingHash | None = None) -> tuple[
     The three run in parallel: SQLite, hashlib and fsync all release the GIL. A hash
     already running behind the copy (``hashing``) is waited for instead of started.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     try:
         with ThreadPoolExecutor(max_workers=3) as pool:
             checked = pool.submit(check_database_file, temp)
@@ -1629,6 +1637,8 @@ def _zstandard() -> Any:
 
 def _compress_file(src: Path, dst: Path, compression: str) -> None:
     """Stream ``src`` into ``dst`` compressed, in fixed-size chunks, and fsync it."""
+    import gzip
+
     with open(src, "rb") as plain, open(dst, "wb") as packed:
         if compression == "gzip":
             # mtime=0: the same database always packs to the same bytes.
@@ -1653,6 +1663,8 @@ def _decompress_file(src: Path, dst: Path, compression: str) -> str:
     A truncated stream is an error: zstandard's readers and gzip on an empty file
     would quietly return what they got.
     """
+    import gzip
+
     digest = hashlib.sha256()
     with open(src, "rb") as packed, open(dst, "wb") as plain:
         if compression == "gzip":
@@ -2031,7 +2043,7 @@ def read_run_log(path: Path) -> tuple[dict[str, Any], str | None]:
 
 
 def _atomic_temp_name(path: Path) -> str:
-    return f".{path.name}.{secrets.token_hex(8)}.tmp"
+    return f".{path.name}.{os.urandom(8).hex()}.tmp"
 
 
 def remove_stale_log_temp_files(path: Path) -> list[Path]:
@@ -2430,6 +2442,8 @@ class CommandDestination(Destination):
             ) from exc
 
     def upload(self, backup: BackupFile, sha256: str) -> None:
+        import subprocess
+
         command = self.command(backup, sha256)
         try:
             code, last_line = run_command(command, timeout=self.timeout)
@@ -2447,6 +2461,8 @@ class CommandDestination(Destination):
 
 def split_command(template: str) -> list[str]:
     """Split a command line into words as the platform's shell would quote them."""
+    import shlex
+
     if os.name != "nt":
         return shlex.split(template)
     # Windows: shlex keeps the quotes (posix=False); subprocess quotes each word again.
@@ -2463,6 +2479,8 @@ def run_command(
     not wait for ever), and on a timeout its whole process group is killed, so a
     wrapper's children cannot keep the run waiting.
     """
+    import subprocess
+
     group = {"start_new_session": True} if os.name == "posix" else {}
     process = subprocess.Popen(
         list(words),
@@ -2623,6 +2641,7 @@ def should_alert(notify_on: str, failed: bool) -> bool:
 def send_alerts(config: Config, run: dict[str, Any]) -> list[dict[str, Any]]:
     """Post the run to each webhook and run each alert command; failures are returned, never
     raised, and no secret from a URL is ever in them."""
+    import subprocess
     import urllib.error  # here, not at the top: loading http.client slows every start
     import urllib.request
 
@@ -2689,7 +2708,7 @@ class RunReport:
             "finished_at": _iso(self.finished_at or self.started_at),
             "trigger": self.trigger,
             "status": "failed" if self.failed else "ok",
-            "host": socket.gethostname(),
+            "host": _host_name(),
             "version": __version__,
             "results": [r.to_json() for r in self.results],
             "pruned": [p for r in self.results for p in r.pruned],
@@ -2862,6 +2881,8 @@ class VerifyResult:
 
 def verify_backup(path: Path, *, quick: bool = False, expected: str | None = None) -> VerifyResult:
     """Check one backup, read-only: integrity_check (or quick_check) and its SHA-256."""
+    from concurrent.futures import ThreadPoolExecutor
+
     parsed = parse_restorable_name(path.name)
     result = VerifyResult(str(path), parsed.name if parsed else None, ok=False, integrity="")
     try:
@@ -3993,6 +4014,8 @@ def render_schtasks_commands(config: Config, batch: Path) -> list[str]:
 
 def render_cron_lines(config: Config, *, python: str, script: Path) -> list[str]:
     """crontab lines, one per ``run_at`` time, with absolute paths; % is escaped for cron."""
+    import shlex
+
     command = " ".join(
         [
             "cd",
@@ -4249,6 +4272,8 @@ def _cmd_schedule(config: Config, args: argparse.Namespace, io: Output) -> int:
         except Exception as exc:  # noqa: BLE001 - the scheduler must survive anything
             io.error(f"error: unexpected failure during the backup: {exc!r}")
             if args.debug:
+                import traceback
+
                 traceback.print_exc(file=io.err)
 
     build_scheduler(config, lambda at: None)  # fail fast on a missing package or bad zone
@@ -4288,6 +4313,8 @@ def _cmd_windows_task(config: Config, args: argparse.Namespace, io: Output) -> i
 
 
 def _cmd_cron(config: Config, args: argparse.Namespace, io: Output) -> int:
+    import shlex
+
     lines = render_cron_lines(
         config, python=args.python or sys.executable, script=Path(__file__).resolve()
     )
@@ -4447,6 +4474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _COMMANDS[action](config, args, io)
     except BackupError as exc:
         if args.debug:
+            import traceback
+
             traceback.print_exc(file=err)
         if action == "check":
             return _unknown(io, exc.message, as_json=args.json)
@@ -4459,6 +4488,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - no traceback reaches the user without --debug
         if args.debug:
+            import traceback
+
             traceback.print_exc(file=err)
         if action == "check":
             return _unknown(io, f"unexpected error: {exc!r}", as_json=args.json)
