@@ -8,11 +8,13 @@
 Parts (``--parts``, all by default):
 - timing: for each size and journal mode, the three tools run as fresh processes, each
   once untimed (so every one reads a warm page cache), then alternately ``--trials``
-  times, in a rotating order. Each output is deleted between trials, outside the timed
-  region; ``--run`` gets an empty backup folder and run log every time, so it makes a
-  real copy and never takes the unchanged-database hard link. Peak memory is each
-  child's own ``ru_maxrss`` from ``os.wait4``, the children being started by a small
-  launcher process (Linux would otherwise count this process's memory into each child's).
+  times, in a rotating order. Each output is deleted, and every queued write flushed,
+  before the next run, outside the timed region; ``--run`` gets an empty backup folder
+  and run log every time, so it makes a real copy and never takes the unchanged-database
+  hard link.
+  Peak memory is each child's own ``ru_maxrss`` from ``os.wait4``, the children being
+  started by a small launcher process (Linux would otherwise count this process's memory
+  into each child's).
 - phases: where one ``--run`` spends its time (copy, quick_check, SHA-256, fsync), timed
   in-process with the module's own functions, one at a time.
 - writer: a second process commits a small transaction every ~5 ms (busy_timeout 5000)
@@ -413,16 +415,25 @@ class TimingRow:
 def bench_timing(
     dbs: Databases, size: int, mode: str, trials: int, workdir: Path
 ) -> list[TimingRow]:
-    """Each tool once untimed, then ``trials`` rounds, each tool once per round."""
+    """Each tool once untimed, then ``trials`` rounds, each tool once per round.
+
+    The previous output is deleted and every queued write flushed before each run.
+    """
     source = dbs.get(size, mode)
     out = workdir / "out"
     rows = {tool: TimingRow(size, mode, tool, []) for tool in TOOLS}
+
+    def new_folder() -> Path:
+        fresh_folder(out)
+        os.sync()
+        return out
+
     for tool in TOOLS:  # warm-up: the page cache holds the source for all three alike
-        check_ok(tool, run_child(tool_argv(tool, source, fresh_folder(out)), cwd=workdir))
+        check_ok(tool, run_child(tool_argv(tool, source, new_folder()), cwd=workdir))
     for trial in range(trials):
         order = TOOLS[trial % 3 :] + TOOLS[: trial % 3]
         for tool in order:
-            argv = tool_argv(tool, source, fresh_folder(out))
+            argv = tool_argv(tool, source, new_folder())
             sample = run_child(argv, cwd=workdir)
             check_ok(tool, sample)
             rows[tool].samples.append(sample)
@@ -520,9 +531,10 @@ def bench_phases(dbs: Databases, size: int, mode: str, workdir: Path) -> Optiona
     timings: list[tuple[str, float]] = []
 
     def timed(label: str, work: Callable[[], object]) -> None:
-        if temp.exists() and label.startswith("copy"):
-            temp.unlink()
-        temp.touch()
+        nonlocal temp
+        if label.startswith("copy"):  # a new file each time: no deletion runs into a part
+            temp = out / f"copy{len(timings)}.db"
+            temp.touch()
         os.sync()  # each part starts without the previous part's writes still queued
         started = time.perf_counter()
         work()
