@@ -1362,11 +1362,13 @@ def _copy_pages(
     page_count: int,
     wal: _WalSnapshot | None,
     on_written: Callable[[int], None],
+    writeback: bool = False,
 ) -> None:
     """Write pages 1 to ``page_count`` of the snapshot into ``out``, as one rollback-journal file.
 
     Each page comes from its newest WAL frame of the snapshot, or else from the
     database file; the lock-byte page is written as zeros, as SQLite's backup API does.
+    With ``writeback``, the OS is asked to write each stretch to disk as it goes.
     """
     lock_page = _PENDING_BYTE // page_size + 1
     frames = wal.frames if wal else {}
@@ -1376,7 +1378,7 @@ def _copy_pages(
     buffer = bytearray(per_chunk * page_size)
     view = memoryview(buffer)
     next_wal = written = queued = 0
-    writeback = _writeback_call()
+    start_writeback = _writeback_call() if writeback else None
     for first in range(1, page_count + 1, per_chunk):
         count = min(per_chunk, page_count + 1 - first)
         chunk = view[: count * page_size]
@@ -1418,8 +1420,8 @@ def _copy_pages(
         except OSError as exc:
             raise _CopyWriteError(exc) from exc
         written += done
-        if writeback is not None and written - queued >= WRITEBACK_BYTES:
-            writeback(out.fileno(), queued, written - queued)
+        if start_writeback is not None and written - queued >= WRITEBACK_BYTES:
+            start_writeback(out.fileno(), queued, written - queued)
             queued = written
         on_written(written)
 
@@ -1484,9 +1486,12 @@ def _copy_in_read_transaction(
             page_count = src.execute("PRAGMA page_count").fetchone()[0]
         if page_count == 0:
             raise _SnapshotUnavailable("the database is empty")
+        # A rollback-journal source is locked against the app's writers while it is read:
+        # copy at memory speed and leave the disk to the fsync after the lock is gone (a
+        # slow disk would otherwise hold the writers up). A WAL source does not stop them.
         _copy_pages(
             files, out, page_size=page_size, page_count=page_count, wal=wal,
-            on_written=on_written,
+            on_written=on_written, writeback=wal is not None,
         )  # fmt: skip
         # Frames are never rewritten until the WAL starts over, which gives it new salts.
         return wal is None or not wal.frames or files.read_bytes("-wal", 16, 8) == wal.salts
