@@ -1000,9 +1000,10 @@ class _CopyWatcher:
     """Watches a copy's temporary file grow: shows progress, and with ``flush`` fsyncs it.
 
     Flushing while SQLite is still writing overlaps the disk's work with the copy, so
-    the fsync after verification finds little left to write (the direct copy starts
-    its own writeback instead: an fsync beside it slows it to the disk's pace);
-    progress is shown only on a terminal, for large databases.
+    the fsync after verification finds little left to write. Not beside the direct
+    copy: an fsync there slows it to the disk's pace while a rollback-journal source
+    is locked (for a WAL source it starts writeback itself, on Linux). Progress is
+    shown only on a terminal, for large databases.
     """
 
     FLUSH_EVERY_BYTES = 64 * 1024 * 1024
@@ -1774,8 +1775,7 @@ def create_backup(
             )
             files = _SourceFiles(source)
             try:
-                flush = _writeback_call() is None
-                with _CopyWatcher(db.name, temps[0], source_size, progress_stream, flush=flush):
+                with _CopyWatcher(db.name, temps[0], source_size, progress_stream, flush=False):
                     hashing = _snapshot_files(src, files, temps[0])
                 if hashing is None:
                     with _CopyWatcher(db.name, temps[0], source_size, progress_stream, flush=True):
