@@ -37,6 +37,7 @@ import dataclasses
 import datetime as dt
 import enum
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -1327,9 +1328,7 @@ def _read_wal_snapshot(files: _SourceFiles, page_size: int) -> _WalSnapshot | No
     return _WalSnapshot(page_count, salts, frames)
 
 
-_WRITEBACK: list[Callable[[int, int, int], None] | None] = []
-
-
+@functools.cache
 def _writeback_call() -> Callable[[int, int, int], None] | None:
     """Linux's sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE), or None elsewhere.
 
@@ -1337,22 +1336,20 @@ def _writeback_call() -> Callable[[int, int, int], None] | None:
     while writing large files: the disk works during the copy instead of all at the
     fsync. Durability still comes from that fsync.
     """
-    if not _WRITEBACK:
-        call = None
-        if sys.platform.startswith("linux"):
-            try:
-                import ctypes
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
 
-                function = ctypes.CDLL(None, use_errno=True).sync_file_range
-                function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+        function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    except (ImportError, OSError, AttributeError):
+        return None
 
-                def call(fd: int, offset: int, length: int) -> None:
-                    function(fd, offset, length, 2)  # SYNC_FILE_RANGE_WRITE; a hint: no errors
+    def call(fd: int, offset: int, length: int) -> None:
+        function(fd, offset, length, 2)  # SYNC_FILE_RANGE_WRITE; a hint: no errors
 
-            except (ImportError, OSError, AttributeError):
-                call = None
-        _WRITEBACK.append(call)
-    return _WRITEBACK[0]
+    return call
 
 
 def _copy_pages(
