@@ -104,7 +104,7 @@ HASH_CHUNK_BYTES = 1024 * 1024
 # The direct copy reads and writes this much at a time: few system calls, and a buffer
 # that stays in the CPU's cache (4 MiB copies at half the speed).
 COPY_CHUNK_BYTES = 256 * 1024
-# The direct copy asks the OS to start writing each such stretch to disk (Linux).
+# The hash read behind the direct copy asks the OS to write each such stretch to disk (Linux).
 WRITEBACK_BYTES = 8 * 1024 * 1024
 # A WAL longer than this is copied through SQLite's backup API: the direct copy keeps a map
 # of the WAL's pages in memory (about 100 bytes a frame), which must stay small.
@@ -1003,7 +1003,7 @@ class _CopyWatcher:
     Flushing while SQLite is still writing overlaps the disk's work with the copy, so
     the fsync after verification finds little left to write. Not beside the direct
     copy: an fsync there slows it to the disk's pace while a rollback-journal source
-    is locked (for a WAL source it starts writeback itself, on Linux). Progress is
+    is locked (on Linux, the hash read behind it starts writeback instead). Progress is
     shown only on a terminal, for large databases.
     """
 
@@ -1182,6 +1182,9 @@ class _TrailingHash:
     The copy runs at memory speed and SHA-256 at about 1.3 GB/s; hashing behind the
     writer overlaps the two on a second core, and what is hashed is the file as it
     was written, read back, exactly as ``sha256_file`` would read it afterwards.
+    On Linux the thread also asks the OS to start writing each hashed stretch to disk,
+    so the final fsync finds little left; if the disk is slow, that waits here, never
+    in the copy, which may be holding the source's lock.
     """
 
     def __init__(self, path: Path) -> None:
@@ -1226,9 +1229,10 @@ class _TrailingHash:
         digest = hashlib.sha256()
         buffer = bytearray(HASH_CHUNK_BYTES)
         view = memoryview(buffer)
+        start_writeback = _writeback_call()
         try:
             with open(self.path, "rb", buffering=0) as handle:
-                position = 0
+                position = queued = 0
                 while True:
                     with self._changed:
                         while not (
@@ -1248,6 +1252,9 @@ class _TrailingHash:
                             break
                         digest.update(view[:count])
                         position += count
+                        if start_writeback is not None and position - queued >= WRITEBACK_BYTES:
+                            start_writeback(handle.fileno(), queued, position - queued)
+                            queued = position
                     if limit is None:
                         break
             self._digest = digest.hexdigest()
@@ -1360,13 +1367,11 @@ def _copy_pages(
     page_count: int,
     wal: _WalSnapshot | None,
     on_written: Callable[[int], None],
-    writeback: bool = False,
 ) -> None:
     """Write pages 1 to ``page_count`` of the snapshot into ``out``, as one rollback-journal file.
 
     Each page comes from its newest WAL frame of the snapshot, or else from the
     database file; the lock-byte page is written as zeros, as SQLite's backup API does.
-    With ``writeback``, the OS is asked to write each stretch to disk as it goes.
     """
     lock_page = _PENDING_BYTE // page_size + 1
     frames = wal.frames if wal else {}
@@ -1375,8 +1380,7 @@ def _copy_pages(
     per_chunk = max(1, COPY_CHUNK_BYTES // page_size)
     buffer = bytearray(per_chunk * page_size)
     view = memoryview(buffer)
-    next_wal = written = queued = 0
-    start_writeback = _writeback_call() if writeback else None
+    next_wal = written = 0
     for first in range(1, page_count + 1, per_chunk):
         count = min(per_chunk, page_count + 1 - first)
         chunk = view[: count * page_size]
@@ -1418,9 +1422,6 @@ def _copy_pages(
         except OSError as exc:
             raise _CopyWriteError(exc) from exc
         written += done
-        if start_writeback is not None and written - queued >= WRITEBACK_BYTES:
-            start_writeback(out.fileno(), queued, written - queued)
-            queued = written
         on_written(written)
 
 
@@ -1440,7 +1441,9 @@ def _snapshot_files(
         hashing = _TrailingHash(temp)
         try:
             with open(temp, "r+b", buffering=0) as out:
-                out.truncate(0)
+                if _attempt:
+                    # Not on an empty file: ext4 flushes a file truncated to zero when closed.
+                    out.truncate(0)
                 if _copy_in_read_transaction(src, files, out, hashing.advance):
                     hashing.finish()
                     return hashing
@@ -1484,13 +1487,9 @@ def _copy_in_read_transaction(
             page_count = src.execute("PRAGMA page_count").fetchone()[0]
         if page_count == 0:
             raise _SnapshotUnavailable("the database is empty")
-        # A rollback-journal source is locked against the app's writers while it is read:
-        # copy at memory speed and leave the disk to the fsync after the lock is gone (a
-        # slow disk would otherwise hold the writers up). A WAL source does not stop them.
         _copy_pages(
-            files, out, page_size=page_size, page_count=page_count, wal=wal,
-            on_written=on_written, writeback=wal is not None,
-        )  # fmt: skip
+            files, out, page_size=page_size, page_count=page_count, wal=wal, on_written=on_written
+        )
         # Frames are never rewritten until the WAL starts over, which gives it new salts.
         return wal is None or not wal.frames or files.read_bytes("-wal", 16, 8) == wal.salts
     finally:

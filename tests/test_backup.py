@@ -1087,6 +1087,47 @@ def test_direct_copy_declines_a_wal_longer_than_its_page_map(
     assert temp.stat().st_size == 0
 
 
+def test_direct_copy_starts_again_when_the_wal_starts_over_during_it(tmp_path: Path) -> None:
+    # Every frame checkpointed: the copy's reader takes no WAL read mark, so a writer may
+    # start the WAL over (new salts) and overwrite the frames the copy reads from.
+    source = make_db(tmp_path / "app.db", rows=2000, journal_mode="wal")
+    app_conn = sqlite3.connect(source, isolation_level=None)
+    temp = tmp_path / "copy.db"
+    temp.touch()
+    try:
+        for statement in GROW_AND_REWRITE * 50:
+            app_conn.execute(statement)
+        app_conn.execute("PRAGMA wal_checkpoint(FULL)")
+        salts = Path(f"{source}-wal").read_bytes()[16:24]
+        writes: list[int] = []
+
+        def write_once(written: int) -> None:
+            if not writes:
+                writes.append(written)
+                for statement in GROW_AND_REWRITE:
+                    app_conn.execute(statement)
+
+        src = sqlite3.connect(dbs.sqlite_uri(source, "rw"), uri=True, isolation_level=None)
+        files = dbs._SourceFiles(source)
+        try:
+            with open(temp, "r+b", buffering=0) as out:
+                first = dbs._copy_in_read_transaction(src, files, out, write_once)
+            assert Path(f"{source}-wal").read_bytes()[16:24] != salts  # it did start over
+            with open(temp, "r+b", buffering=0) as out:
+                out.truncate(0)
+                second = dbs._copy_in_read_transaction(src, files, out, lambda written: None)
+        finally:
+            src.close()
+            files.close()
+        expected = read_invariant(source)
+    finally:
+        app_conn.close()
+    assert (first, second) == (False, True)
+    assert integrity(temp) == "ok"
+    assert read_invariant(temp) == expected
+    assert expected[3] == 2000 + 51
+
+
 def test_backup_of_a_wal_longer_than_the_page_map_holds_every_commit(
     long_wal: Path, tmp_path: Path
 ) -> None:
