@@ -1194,6 +1194,7 @@ class _TrailingHash:
         self._finished = False
         self._cancelled = False
         self._digest: str | None = None
+        self._hashed = 0
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -1218,11 +1219,19 @@ class _TrailingHash:
         self._thread.join()
 
     def result(self) -> str:
+        """The finished file's SHA-256; read afresh where the trailing read could not keep up.
+
+        A handle opened on the empty file may not see another handle's writes on some
+        file systems (fusefat fails the read; a stale size would end it early), so a
+        failed read, or one that stopped short of the file's size, is not trusted.
+        """
         self._thread.join()
-        if self._error is not None:
+        if self._error is not None and not isinstance(self._error, OSError):
             raise self._error
-        if self._digest is None:
+        if self._cancelled:
             raise OSError(f"hashing {self.path} was cancelled")
+        if self._digest is None or self._hashed != os.stat(self.path).st_size:
+            return sha256_file(self.path)
         return self._digest
 
     def _run(self) -> None:
@@ -1258,6 +1267,7 @@ class _TrailingHash:
                     if limit is None:
                         break
             self._digest = digest.hexdigest()
+            self._hashed = position
         except BaseException as exc:  # noqa: BLE001 - handed to the thread that asks for result()
             self._error = exc
 

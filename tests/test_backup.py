@@ -1128,6 +1128,32 @@ def test_direct_copy_starts_again_when_the_wal_starts_over_during_it(tmp_path: P
     assert expected[3] == 2000 + 51
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd (Linux)")
+def test_hash_behind_the_copy_reads_afresh_when_its_handle_missed_the_writes(
+    tmp_path: Path,
+) -> None:
+    # Some file systems (fusefat) do not show a handle opened on the empty file what another
+    # handle wrote after: the digest must then come from a fresh read of the whole file.
+    temp = tmp_path / "copy.tmp"
+    temp.touch()
+    hashing = dbs._TrailingHash(temp)
+    deadline = time.monotonic() + 10
+    while not any(
+        os.path.realpath(f"/proc/self/fd/{fd}") == str(temp.resolve())
+        for fd in os.listdir("/proc/self/fd")
+    ):
+        assert time.monotonic() < deadline, "the hash thread never opened the file"
+        time.sleep(0.001)
+    written = tmp_path / "written"
+    written.write_bytes(os.urandom(3 * dbs.HASH_CHUNK_BYTES + 5))
+    os.replace(written, temp)  # the thread's handle still shows the old, empty file
+
+    hashing.advance(temp.stat().st_size)
+    hashing.finish()
+
+    assert hashing.result() == sha256_of(temp)
+
+
 def test_backup_of_a_wal_longer_than_the_page_map_holds_every_commit(
     long_wal: Path, tmp_path: Path
 ) -> None:
