@@ -164,6 +164,21 @@ def du_bytes(folder: Path) -> Optional[int]:
 
 
 def file_system_of(folder: Path) -> str:
+    """The file system holding ``folder``, with its mount options on Linux ("ext4 rw,discard")."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            entries = [line.split() for line in mounts]
+    except OSError:
+        entries = []
+    target = os.path.realpath(folder)
+    best = None
+    for entry in entries:
+        point = entry[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if len(entry) >= 4 and inside and (best is None or len(point) >= len(best[1])):
+            best = entry
+    if best is not None:
+        return f"{best[2]} {best[3]}"
     if not shutil.which("stat"):
         return "?"
     done = subprocess.run(["stat", "-f", "-c", "%T", str(folder)], capture_output=True, text=True)
