@@ -428,11 +428,13 @@ class TimingRow:
 
 
 def bench_timing(
-    dbs: Databases, size: int, mode: str, trials: int, workdir: Path
+    dbs: Databases, size: int, mode: str, trials: int, workdir: Path, settle: float = 0.0
 ) -> list[TimingRow]:
     """Each tool once untimed, then ``trials`` rounds, each tool once per round.
 
-    The previous output is deleted and every queued write flushed before each run.
+    The previous output is deleted and every queued write flushed before each run, then
+    ``settle`` seconds pass: long enough, on a VM that returns free memory to its host, for
+    every run to start as a nightly run does, writing into memory the host took back.
     """
     source = dbs.get(size, mode)
     out = workdir / "out"
@@ -441,6 +443,7 @@ def bench_timing(
     def new_folder() -> Path:
         fresh_folder(out)
         os.sync()
+        time.sleep(settle)
         return out
 
     for tool in TOOLS:  # warm-up: the page cache holds the source for all three alike
@@ -837,6 +840,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="scratch folder for the databases (default: a folder in the temp dir)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the generated databases")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="seconds to wait before each timed run, after the flush (0)",
+    )
     parser.add_argument("--storage-runs", type=int, default=STORAGE_RUNS, help="(30)")
     parser.add_argument("--note", default="", help="a line printed with the results")
     return parser
@@ -848,8 +857,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     unknown = (set(modes) - set(MODES)) | (parts - {"timing", "phases", "writer", "storage"})
-    if unknown or args.trials < 1:
-        raise SystemExit(f"unknown mode or part: {sorted(unknown)} (or --trials below 1)")
+    if unknown or args.trials < 1 or args.settle < 0:
+        raise SystemExit(
+            f"unknown mode or part: {sorted(unknown)} (or --trials below 1, or --settle below 0)"
+        )
     if not shutil.which("sqlite3"):
         raise SystemExit("the sqlite3 CLI is missing: apt-get install sqlite3")
     workdir = Path(args.workdir)
@@ -869,7 +880,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for size in sizes:
                 for mode in modes:
                     log(f"timing {size_label(size)} {mode} ...")
-                    timing += bench_timing(dbs, size, mode, args.trials, workdir)
+                    timing += bench_timing(dbs, size, mode, args.trials, workdir, args.settle)
             sections.append((f"Whole backup, median of {args.trials} alternating trials", timing))
         if "phases" in parts:
             lines: list[str] = []
@@ -917,7 +928,8 @@ def print_results(
     header = environment() + [
         f"workdir: {workdir} ({args.file_system})"
         f"; sizes {args.sizes}; modes {args.modes}; trials {args.trials}; "
-        f"total {elapsed:.0f} s",
+        + (f"settle {args.settle:g} s; " if args.settle else "")
+        + f"total {elapsed:.0f} s",
         f"peak RSS is each child's own ru_maxrss (os.wait4); a child of the launcher "
         f"cannot show less than {args.rss_floor_mb:.1f} MB (what `true` shows)",
     ]

@@ -1,0 +1,83 @@
+"""The benchmarks still run: each script end to end at a tiny size (figures are not checked)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+BENCH = REPO / "bench"
+
+
+def run_bench(script: str, *args: str, cwd: Path) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.skipif(not shutil.which("sqlite3"), reason="the sqlite3 CLI is not installed")
+def test_bench_backup_times_all_three_tools_and_cleans_up(tmp_path: Path) -> None:
+    workdir = tmp_path / "work"
+    out = run_bench(
+        "bench_backup.py",
+        "--sizes",
+        "2M",
+        "--trials",
+        "2",
+        "--settle",
+        "0.05",
+        "--parts",
+        "timing,phases",
+        "--workdir",
+        str(workdir),
+        cwd=tmp_path,
+    )
+    markdown = out.split("---- markdown ----", 1)[1]
+    for mode in ("wal", "rollback"):
+        for tool in ("cp+fsync", "sqlite3 .backup", "--run"):
+            assert f"| 2M | {mode} | {tool} |" in markdown
+        assert f"2M {mode}: --run / sqlite3 .backup = " in markdown
+    assert "settle 0.05 s" in markdown
+    assert "quick_check of the copy" in markdown
+    assert not workdir.exists()  # without --keep, the scratch folder goes
+
+
+def test_bench_backup_refuses_a_negative_settle(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_backup.py"), "--settle", "-1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "--settle below 0" in proc.stderr
+
+
+def test_bench_retention_runs_every_row(tmp_path: Path) -> None:
+    workdir = tmp_path / "work"
+    out = run_bench(
+        "bench_retention.py",
+        "--files",
+        "300",
+        "--trials",
+        "1",
+        "--workdir",
+        str(workdir),
+        cwd=tmp_path,
+    )
+    markdown = out.split("---- markdown ----", 1)[1]
+    assert "| list_backups (scandir + stat + parse) | 300 files |" in markdown
+    assert "--stats (whole process)" in markdown
+    assert "--run --keep-days 30 --keep-last 3 (whole process)" in markdown
+    assert not workdir.exists()
