@@ -4211,7 +4211,7 @@ def _cmd_run(config: Config, args: argparse.Namespace, io: Output) -> int:
         ok = [r for r in report.results if r.status == "ok"]
         pruned = [p for r in report.results for p in r.pruned]
         for path in pruned:
-            io.say(f"{sym.prune} pruned {Path(path).name}")
+            io.say(f"{sym.prune} pruned {os.path.basename(path)}")
         for far in report.destinations:
             if far.status == "ok":
                 io.say(

@@ -11,9 +11,11 @@ years up to now, as years of several backups a day would leave them. A run log o
 
 Timed in-process: ``list_backups`` (scan), ``select_expired`` (flat and tiered rules)
 and ``prune_backups``. Timed as whole processes: ``--stats`` and
-``--run --keep-days 30 --keep-last 3`` (which backs up a tiny database, prunes almost
-every file and writes the log). Pruning deletes files, so the folder is rebuilt before
-every trial, outside the timed region. Prints the median (and min/max) of ``--trials``.
+``--run --keep-days 30 --keep-last 3`` (which backs up two tiny databases, prunes almost
+every file and writes the log), and ``--run --keep-days 1094``, a night of a tool that
+keeps three years (every file listed, the oldest few pruned). Pruning deletes files, so
+the folder is rebuilt before every trial, outside the timed region. Prints the median (and
+min/max) of ``--trials``.
 """
 
 from __future__ import annotations
@@ -264,6 +266,17 @@ def measure(root: Path, files: int, trials: int) -> list[tuple[str, str, list[fl
             "--run --keep-days 30 --keep-last 3 (whole process)",
             f"2 tiny dbs, prunes {n_flat:,}",
             timed(lambda: run_cli(run_args, root), reset, trials),
+        )
+    )
+    # A night of a tool that keeps three years: every backup listed, the oldest few pruned.
+    keep_days = SPAN.days - 1
+    n_night = len(select({"keep_days": keep_days, "keep_last": 3}))
+    night_args = ["--run", *common, "--keep-days", str(keep_days), "--keep-last", "3"]
+    rows.append(
+        (
+            f"--run --keep-days {keep_days} --keep-last 3 (whole process)",
+            f"2 tiny dbs, {len(names) - n_night:,} kept, prunes {n_night:,}",
+            timed(lambda: run_cli(night_args, root), reset, trials),
         )
     )
     return rows
