@@ -2618,6 +2618,10 @@ def render_alert_text(run: dict[str, Any]) -> str:
         f"{'FAILED' if failed else 'OK'}: database backup on {run.get('host')} "
         f"at {run.get('started_at')}"
     ]
+    if run.get("error"):  # refused before it started
+        lines.append(f"- the run did not start: {run.get('error')}")
+        if run.get("hint"):
+            lines.append(f"  fix: {run.get('hint')}")
     for result in run.get("results", []):
         if result.get("status") == "failed":
             lines.append(f"- {result.get('database')}: {result.get('error')}")
@@ -2740,11 +2744,19 @@ def run_backups(
 ) -> RunReport:
     """Back up every configured database under the run lock, prune, and log the run.
 
-    A failed database does not stop the others, and is not pruned.
+    A failed database does not stop the others, and is not pruned. A run refused before it
+    starts (the lock held past ``--lock-timeout``, a folder it cannot use) is announced to
+    the alert targets too, then raised.
     """
-    check_log_folder(config.log_file)
-    ensure_backup_dir(config.backup_dir)
-    with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout, on_lock_wait):
+    with contextlib.ExitStack() as held:
+        try:
+            check_log_folder(config.log_file)
+            ensure_backup_dir(config.backup_dir)
+            lock = RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout, on_lock_wait)
+            held.enter_context(lock)
+        except BackupError as exc:
+            _announce_refused_run(config, trigger, now or _now_local(), exc)
+            raise
         started = now or _now_local()
         report = RunReport(started_at=started, trigger=trigger, results=[])
         stale = remove_stale_temp_files(config.backup_dir)
@@ -2787,6 +2799,25 @@ def run_backups(
         if warning:
             report.warnings.append(warning)
     return report
+
+
+def _announce_refused_run(
+    config: Config, trigger: str, at: dt.datetime, error: BackupError
+) -> None:
+    """Alert that a run did not start: a missed night is a failure the operator must hear of.
+
+    Not logged: without the run lock, writing the run log could lose another run's entry.
+    """
+    if not (config.notify_url or config.notify_command):
+        return
+    if not should_alert(config.notify_on, True):
+        return
+    report = RunReport(started_at=at, trigger=trigger, results=[], finished_at=at)
+    run = {**report.to_json(), "status": "failed", "error": error.message, "hint": error.hint}
+    for alert in send_alerts(config, run):
+        if alert["status"] != "ok":
+            undelivered = f"the alert to {alert['target']} failed too: {alert['error']}"
+            error.hint = f"{error.hint}; {undelivered}" if error.hint else undelivered
 
 
 def _copy_off_site(

@@ -11,6 +11,7 @@ import json
 import shlex
 import socket
 import socketserver
+import subprocess
 import sys
 import threading
 import time
@@ -430,3 +431,107 @@ def test_notify_command_that_is_not_installed_is_a_warning(app: App) -> None:
     assert_no_traceback(result)
     assert "warning" in result.stderr, result.stderr
     assert last_run(app)["alerts"][0]["status"] == "failed"
+
+
+# -- runs refused before they start ----------------------------------------------------------
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def lock_held(app: App) -> Iterator[None]:
+    """Another process holds the run lock (as a run that hangs would) until the test ends."""
+    if sys.platform == "win32":
+        pytest.skip("fcntl.flock")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(app.backup_dir / ".database_backup.lock")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        yield
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+        if holder.stdout:
+            holder.stdout.close()
+
+
+def test_run_refused_by_a_held_lock_is_announced(
+    app: App, webhook: Webhook, lock_held: None
+) -> None:
+    log_before = app.log_file.read_bytes() if app.log_file.exists() else None
+    result = app.run("--run", "--lock-timeout", "0", "--notify-url", webhook.url())
+    assert result.returncode == 75, result.stdout + result.stderr
+    assert_no_traceback(result)
+    (body,) = webhook.bodies
+    run = body["run"]
+    assert run["status"] == "failed" and run["results"] == []
+    assert "another run holds the lock" in run["error"]
+    assert run["hint"] == "let it finish, or raise --lock-timeout"
+    assert body["text"].startswith("FAILED")
+    assert "the run did not start: another run holds the lock" in body["text"]
+    # Not logged: the run that holds the lock owns the log.
+    assert (app.log_file.read_bytes() if app.log_file.exists() else None) == log_before
+
+
+@pytest.mark.parametrize("fmt", ["dingtalk", "slack"])
+def test_refused_run_reaches_chat_bots_as_text(
+    app: App, webhook: Webhook, lock_held: None, fmt: str
+) -> None:
+    flags = ["--notify-format", fmt, "--notify-url", webhook.url()]
+    assert app.run("--run", "--lock-timeout", "0", *flags).returncode == 75
+    (body,) = webhook.bodies
+    text = _dingtalk_text(body) if fmt == "dingtalk" else _slack_text(body)
+    assert text.startswith("FAILED")
+    assert "another run holds the lock" in text
+    assert "fix: let it finish, or raise --lock-timeout" in text
+
+
+def test_refused_run_follows_notify_on(app: App, webhook: Webhook, lock_held: None) -> None:
+    flags = ["--notify-on", "success", "--notify-url", webhook.url()]
+    assert app.run("--run", "--lock-timeout", "0", *flags).returncode == 75
+    assert webhook.requests == []
+
+
+def test_refused_run_with_an_undeliverable_alert_says_both(app: App, lock_held: None) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/hook?token={TOKEN}"
+    result = app.run("--run", "--lock-timeout", "0", "--notify-url", url)
+    assert result.returncode == 75, result.stdout + result.stderr
+    assert_no_traceback(result)
+    assert "another run holds the lock" in result.stderr
+    assert "the alert to http://127.0.0.1:" in result.stderr and "failed too" in result.stderr
+    assert_hidden(app, TOKEN, result)
+
+
+def test_run_that_cannot_make_its_backup_folder_is_announced(
+    app: App, tmp_path: Path, webhook: Webhook
+) -> None:
+    blocker = tmp_path / "not a folder"
+    blocker.write_text("a file where the backup folder should be\n", encoding="utf-8")
+    command, saved = recorder(tmp_path)
+    result = app.run(
+        "--run",
+        "--backup-dir",
+        str(blocker / "backups"),
+        "--notify-url",
+        webhook.url(),
+        "--notify-command",
+        command,
+    )
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert_no_traceback(result)
+    (body,) = webhook.bodies
+    assert body["run"]["status"] == "failed"
+    assert str(blocker) in body["run"]["error"]
+    summary = json.loads(saved.read_text(encoding="utf-8"))
+    assert summary["run"]["error"] == body["run"]["error"]
+    assert blocker.read_text(encoding="utf-8").startswith("a file where")
