@@ -109,14 +109,6 @@ WRITEBACK_BYTES = 8 * 1024 * 1024
 # A WAL longer than this is copied through SQLite's backup API: the direct copy keeps a map
 # of the WAL's pages in memory (about 100 bytes a frame), which must stay small.
 WAL_MAP_MAX_FRAMES = 100_000
-# The check of a new copy reads it through a memory map of up to this size (SQLite's own
-# cap): pages come from the OS's cache without a read() call each, twice as fast.
-VERIFY_MMAP_BYTES = 0x7FFF0000
-# Only on these (Linux) file systems of local disks: elsewhere (network shares, FUSE) a read
-# that fails through a map kills the process (SIGBUS) instead of returning an error.
-LOCAL_FILE_SYSTEMS = frozenset(
-    {"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "jfs", "zfs", "bcachefs", "tmpfs", "overlay"}
-)
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024
 # The scheduler wakes at least this often to re-read the wall clock, so a machine that
 # slept through 03:00 (monotonic sleep does not count suspend) backs up when it wakes.
@@ -945,19 +937,15 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_database_file(path: Path, *, quick: bool = True, mapped: bool = False) -> str:
+def check_database_file(path: Path, *, quick: bool = True) -> str:
     """Run quick_check (or integrity_check) on a file opened read-only; return "ok" or the fault.
 
     Read-only and ``immutable`` so that no -wal, -shm or journal is ever created beside it.
-    ``mapped`` reads it through a memory map: only for a file on a local disk
-    (``is_on_local_disk``), which nothing else truncates while it is checked.
     """
     pragma = "quick_check" if quick else "integrity_check"
     try:
         conn = sqlite3.connect(sqlite_uri(path, "ro") + "&immutable=1", uri=True)
         try:
-            if mapped:
-                conn.execute(f"PRAGMA mmap_size={VERIFY_MMAP_BYTES}").fetchall()
             rows = conn.execute(f"PRAGMA {pragma}").fetchall()
         finally:
             conn.close()
@@ -965,36 +953,6 @@ def check_database_file(path: Path, *, quick: bool = True, mapped: bool = False)
         return str(exc)
     messages = [str(row[0]) for row in rows]
     return "ok" if messages == ["ok"] else "; ".join(messages[:5])
-
-
-def is_on_local_disk(path: Path) -> bool:
-    """True when ``path`` is on a local disk: Linux, by its mount's file system; Windows, a
-    fixed drive. False for network shares, FUSE, removable drives and other systems."""
-    try:
-        real = os.path.realpath(path)
-        if sys.platform.startswith("linux"):
-            point, kind = "", ""
-            with open("/proc/self/mounts", encoding="utf-8", errors="replace") as mounts:
-                for line in mounts:
-                    fields = line.split()
-                    if len(fields) < 3:
-                        continue
-                    # Spaces and the like are octal escapes there: /mnt/my\040disk.
-                    mount = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[1])
-                    inside = real == mount or real.startswith(mount.rstrip("/") + "/")
-                    if inside and len(mount) >= len(point):  # the last of stacked mounts wins
-                        point, kind = mount, fields[2]
-            return kind in LOCAL_FILE_SYSTEMS
-        if os.name == "nt":
-            import ctypes
-
-            drive = os.path.splitdrive(real)[0]
-            if len(drive) != 2:  # a \\server\share path
-                return False
-            return bool(ctypes.windll.kernel32.GetDriveTypeW(drive + "\\") == 3)  # DRIVE_FIXED
-    except (OSError, ValueError, AttributeError):
-        pass
-    return False
 
 
 def _describe_sqlite_error(exc: sqlite3.Error, path: Path) -> BackupError:
@@ -1585,7 +1543,7 @@ def _seal(temp: Path, what: str, hashing: _TrailingHash | None = None) -> tuple[
 
     try:
         with ThreadPoolExecutor(max_workers=3) as pool:
-            checked = pool.submit(check_database_file, temp, mapped=is_on_local_disk(temp))
+            checked = pool.submit(check_database_file, temp)
             if hashing is not None:
                 hashed = pool.submit(hashing.result)
             else:

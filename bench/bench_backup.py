@@ -538,7 +538,7 @@ def bench_phases(dbs: Databases, size: int, mode: str, workdir: Path) -> Optiona
 
     needed = (
         "_SourceFiles", "_TrailingHash", "_copy_in_read_transaction", "_snapshot",
-        "check_database_file", "is_on_local_disk", "sha256_file", "_fsync_file",
+        "check_database_file", "sha256_file", "_fsync_file",
     )  # fmt: skip
     if not all(hasattr(module, name) for name in needed):
         log("phases: the module's internals changed; skipped")
@@ -584,14 +584,8 @@ def bench_phases(dbs: Databases, size: int, mode: str, workdir: Path) -> Optiona
     timed("copy through SQLite's backup API (fallback)", api_copy)
     timed("copy, direct (read transaction)", lambda: direct_copy(False))
     timed("copy, direct, with SHA-256 behind it", lambda: direct_copy(True))
-    mapped = module.is_on_local_disk(temp)
-    timed(
-        f"quick_check of the copy{', mapped' if mapped else ''}",
-        lambda: module.check_database_file(temp, mapped=mapped),
-    )
+    timed("quick_check of the copy", lambda: module.check_database_file(temp))
     timed("fsync", lambda: module._fsync_file(temp))
-    if mapped:
-        timed("quick_check, read() calls (reference)", lambda: module.check_database_file(temp))
     timed("SHA-256 of a finished file (reference)", lambda: module.sha256_file(temp))
     timed("hashlib alone (in-memory 1 MiB chunks)", lambda: _hash_speed(temp))
     shutil.rmtree(out)

@@ -11,7 +11,6 @@ import importlib.util
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,16 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import (
-    App,
-    assert_no_traceback,
-    dump,
-    integrity,
-    make_config,
-    make_db,
-    mounted_tmpfs,
-    plant_backup,
-)
+from conftest import App, assert_no_traceback, dump, integrity, make_config, make_db, plant_backup
 
 import database_backup_scheduler as dbs
 
@@ -353,35 +343,6 @@ def test_wal_database_is_backed_up_into_a_folder_on_fat(app: App, fat: Path) -> 
     (backup,) = [p for p in backup_dir.iterdir() if dbs.is_backup_name(p.name)]
     assert integrity(backup) == "ok"
     assert sorted(p.name for p in backup_dir.iterdir() if p.name.startswith(".dbbackup")) == []
-
-
-def test_fat_is_not_read_through_a_memory_map(fat: Path) -> None:
-    # A failed read through a map kills the process: only local disk file systems get one.
-    assert not dbs.is_on_local_disk(fat / "main.db.20251028_030000.bak")
-
-
-def test_mounts_at_paths_with_spaces_are_told_apart(tmp_path: Path) -> None:
-    # The mount table writes a space as \\040; misread, both would fall back to "/".
-    with mounted_fat(tmp_path / "fat.img", tmp_path / "fat disk") as fat_folder:
-        assert not dbs.is_on_local_disk(fat_folder / "copy.db")
-    with mounted_tmpfs(tmp_path / "local disk") as folder:
-        assert dbs.is_on_local_disk(folder / "copy.db")
-    assert not dbs.is_on_local_disk(Path("/proc/self/status"))
-
-
-@pytest.mark.parametrize("mapped", [False, True])
-def test_check_through_a_memory_map_finds_the_same_damage(tmp_path: Path, mapped: bool) -> None:
-    database = make_db(tmp_path / "source.db", rows=3000, journal_mode="delete", payload=300)
-    assert dbs.check_database_file(database, mapped=mapped) == "ok"
-    with sqlite3.connect(database) as conn:
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'items'").fetchone()[0]
-    with open(database, "r+b") as handle:  # the table's root: an interior page, made nonsense
-        handle.seek((root - 1) * page_size)
-        handle.write(b"\x0d" + b"\xff" * 40)
-    verdict = dbs.check_database_file(database, mapped=mapped)
-    assert verdict != "ok"
-    assert verdict == dbs.check_database_file(database, mapped=not mapped)
 
 
 def test_backup_folder_is_created_on_a_file_system_without_unix_permissions(
