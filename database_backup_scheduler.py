@@ -850,17 +850,18 @@ def list_backups(backup_dir: Path, names: Sequence[str]) -> dict[str, list[Backu
 
 def ensure_backup_dir(backup_dir: Path) -> None:
     """Create the backup directory owner-only (0700) when missing; refuse a non-folder."""
-    if backup_dir.exists() and not backup_dir.is_dir():
-        raise _usage_error(
-            f"backup directory {backup_dir} exists and is not a folder",
-            "choose another --backup-dir",
-        )
-    missing = []
-    parent = backup_dir
-    while not parent.exists():
-        missing.append(parent)
-        parent = parent.parent
     try:
+        # Path.exists() raises where a parent cannot be entered (before Python 3.12).
+        if backup_dir.exists() and not backup_dir.is_dir():
+            raise _usage_error(
+                f"backup directory {backup_dir} exists and is not a folder",
+                "choose another --backup-dir",
+            )
+        missing = []
+        parent = backup_dir
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
         for folder in reversed(missing):
             folder.mkdir(mode=0o700)
             if os.name == "posix":
@@ -2100,7 +2101,13 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def check_log_folder(path: Path) -> None:
     """Refuse, before anything is done, a run log that could not be written at the end."""
-    if not path.parent.is_dir():
+    try:
+        is_folder = stat.S_ISDIR(os.stat(path.parent).st_mode)
+    except FileNotFoundError:
+        is_folder = False
+    except OSError as exc:
+        raise describe_os_error(exc, path.parent, "opening the folder of the run log") from exc
+    if not is_folder:
         raise _usage_error(
             f"the folder of the run log {path} does not exist",
             "create it, or choose another --log-file",
@@ -2618,8 +2625,8 @@ def render_alert_text(run: dict[str, Any]) -> str:
         f"{'FAILED' if failed else 'OK'}: database backup on {run.get('host')} "
         f"at {run.get('started_at')}"
     ]
-    if run.get("error"):  # refused before it started
-        lines.append(f"- the run did not start: {run.get('error')}")
+    if run.get("error"):  # the run stopped with an error (or never started)
+        lines.append(f"- error: {run.get('error')}")
         if run.get("hint"):
             lines.append(f"  fix: {run.get('hint')}")
     for result in run.get("results", []):
@@ -2688,7 +2695,11 @@ def send_alerts(config: Config, run: dict[str, Any]) -> list[dict[str, Any]]:
             )
             if code != 0:
                 delivery.update(status="failed", error=f"exited {code}")
-        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        except subprocess.TimeoutExpired:  # its text quotes the command, which may hold a secret
+            delivery.update(
+                status="failed", error=f"did not finish in {NOTIFY_COMMAND_TIMEOUT_S:g} s"
+            )
+        except (OSError, ValueError) as exc:
             delivery.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         deliveries.append(delivery)
     return deliveries
@@ -2744,80 +2755,99 @@ def run_backups(
 ) -> RunReport:
     """Back up every configured database under the run lock, prune, and log the run.
 
-    A failed database does not stop the others, and is not pruned. A run refused before it
-    starts (the lock held past ``--lock-timeout``, a folder it cannot use) is announced to
-    the alert targets too, then raised.
+    A failed database does not stop the others, and is not pruned. A run that stops with an
+    error (refused before it starts: the lock held past ``--lock-timeout``, a folder it
+    cannot use; or failing later, as in writing the run log) is announced to the alert
+    targets too, unless they already heard of its failure, then raised.
     """
-    with contextlib.ExitStack() as held:
-        try:
-            check_log_folder(config.log_file)
-            ensure_backup_dir(config.backup_dir)
-            lock = RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout, on_lock_wait)
-            held.enter_context(lock)
-        except BackupError as exc:
-            _announce_refused_run(config, trigger, now or _now_local(), exc)
-            raise
-        started = now or _now_local()
-        report = RunReport(started_at=started, trigger=trigger, results=[])
-        stale = remove_stale_temp_files(config.backup_dir)
-        stale += remove_stale_log_temp_files(config.log_file)
-        report.removed_temp_files = [str(p) for p in stale]
-        log, _ = read_run_log(config.log_file)
-        recorded = recorded_backups(log)
-        before = list_backups(config.backup_dir, [db.name for db in config.databases])
-        for db in config.databases:
-            previous = _previous_backup(before[db.name], recorded)
-            result = _backup_one(config, db, started, progress_stream, previous)
-            report.results.append(result)
-            if on_result is not None:
-                on_result(result)
-        for result in report.results:
-            if result.status != "ok" or result.backup is None:
-                continue
-            made = _backup_file(Path(result.backup))
-            existing = before[result.database] + ([made] if made else [])
-            expired = select_expired(
-                existing,
-                now=started.replace(tzinfo=None),
-                **config.retention(),
-            )
-            # Never the backup this run just made, whatever the clock says of other names.
-            deleted, errors = prune_backups([b for b in expired if str(b.path) != result.backup])
-            result.pruned = [str(p) for p in deleted]
-            report.warnings.extend(errors)
-        if config.copy_to or config.s3 or config.upload_command:
-            _copy_off_site(config, report, log, started)
-        report.finished_at = now or _now_local()
-        if (config.notify_url or config.notify_command) and should_alert(
-            config.notify_on, report.failed
-        ):
-            report.alerts = send_alerts(config, report.to_json())
-            for alert in report.alerts:
-                if alert["status"] != "ok":
-                    report.warnings.append(f"alert to {alert['target']} failed: {alert['error']}")
-        warning = append_run(config.log_file, report.to_json(), max_runs=config.log_max_runs)
-        if warning:
-            report.warnings.append(warning)
+    report: RunReport | None = None
+    failure_announced = False
+    try:
+        check_log_folder(config.log_file)
+        ensure_backup_dir(config.backup_dir)
+        with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout, on_lock_wait):
+            started = now or _now_local()
+            report = RunReport(started_at=started, trigger=trigger, results=[])
+            stale = remove_stale_temp_files(config.backup_dir)
+            stale += remove_stale_log_temp_files(config.log_file)
+            report.removed_temp_files = [str(p) for p in stale]
+            log, _ = read_run_log(config.log_file)
+            recorded = recorded_backups(log)
+            before = list_backups(config.backup_dir, [db.name for db in config.databases])
+            for db in config.databases:
+                previous = _previous_backup(before[db.name], recorded)
+                result = _backup_one(config, db, started, progress_stream, previous)
+                report.results.append(result)
+                if on_result is not None:
+                    on_result(result)
+            for result in report.results:
+                if result.status != "ok" or result.backup is None:
+                    continue
+                made = _backup_file(Path(result.backup))
+                existing = before[result.database] + ([made] if made else [])
+                expired = select_expired(
+                    existing,
+                    now=started.replace(tzinfo=None),
+                    **config.retention(),
+                )
+                # Never the backup this run just made, whatever the clock says of other names.
+                deleted, errors = prune_backups(
+                    [b for b in expired if str(b.path) != result.backup]
+                )
+                result.pruned = [str(p) for p in deleted]
+                report.warnings.extend(errors)
+            if config.copy_to or config.s3 or config.upload_command:
+                _copy_off_site(config, report, log, started)
+            report.finished_at = now or _now_local()
+            if (config.notify_url or config.notify_command) and should_alert(
+                config.notify_on, report.failed
+            ):
+                report.alerts = send_alerts(config, report.to_json())
+                failure_announced = report.failed
+                for alert in report.alerts:
+                    if alert["status"] != "ok":
+                        report.warnings.append(
+                            f"alert to {alert['target']} failed: {alert['error']}"
+                        )
+            warning = append_run(config.log_file, report.to_json(), max_runs=config.log_max_runs)
+            if warning:
+                report.warnings.append(warning)
+    except Exception as exc:
+        if not failure_announced:
+            _announce_failed_run(config, report, trigger, now or _now_local(), exc)
+        raise
     return report
 
 
-def _announce_refused_run(
-    config: Config, trigger: str, at: dt.datetime, error: BackupError
+def _announce_failed_run(
+    config: Config, report: RunReport | None, trigger: str, at: dt.datetime, exc: Exception
 ) -> None:
-    """Alert that a run did not start: a missed night is a failure the operator must hear of.
+    """Alert that a run stopped with an error (``report``: what it did before, if it began).
 
-    Not logged: without the run lock, writing the run log could lose another run's entry.
+    A run refused before it starts (a held lock, an unusable folder) is a missed night the
+    operator must hear of. Never raises: the run's own error must still reach the operator;
+    an undelivered alert is added to that error's hint.
     """
     if not (config.notify_url or config.notify_command):
         return
     if not should_alert(config.notify_on, True):
         return
-    report = RunReport(started_at=at, trigger=trigger, results=[], finished_at=at)
-    run = {**report.to_json(), "status": "failed", "error": error.message, "hint": error.hint}
-    for alert in send_alerts(config, run):
-        if alert["status"] != "ok":
+    if isinstance(exc, BackupError):
+        message, hint = exc.message, exc.hint
+    else:
+        message, hint = f"unexpected error: {exc!r}", "rerun with --debug and report it"
+    if report is None:
+        report = RunReport(started_at=at, trigger=trigger, results=[])
+    report.finished_at = report.finished_at or at
+    run = {**report.to_json(), "status": "failed", "error": message, "hint": hint}
+    try:
+        alerts = send_alerts(config, run)
+    except Exception:  # noqa: BLE001 - a broken alert must not hide the run's own error
+        return
+    for alert in alerts:
+        if alert["status"] != "ok" and isinstance(exc, BackupError):
             undelivered = f"the alert to {alert['target']} failed too: {alert['error']}"
-            error.hint = f"{error.hint}; {undelivered}" if error.hint else undelivered
+            exc.hint = f"{exc.hint}; {undelivered}" if exc.hint else undelivered
 
 
 def _copy_off_site(

@@ -857,9 +857,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     unknown = (set(modes) - set(MODES)) | (parts - {"timing", "phases", "writer", "storage"})
-    if unknown or args.trials < 1 or args.settle < 0:
+    if unknown or args.trials < 1 or not 0 <= args.settle < float("inf"):
         raise SystemExit(
-            f"unknown mode or part: {sorted(unknown)} (or --trials below 1, or --settle below 0)"
+            f"unknown mode or part: {sorted(unknown)} (or --trials below 1, or --settle not >= 0 s)"
         )
     if not shutil.which("sqlite3"):
         raise SystemExit("the sqlite3 CLI is missing: apt-get install sqlite3")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.server
 import json
 import shlex
+import shutil
 import socket
 import socketserver
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import App, assert_no_traceback
+from conftest import App, assert_no_traceback, make_config
 
 DB = "pet_painting.db"
 TOKEN = "tok3n-Qx7Zr9-NEVER-SHOWN"
@@ -478,7 +479,7 @@ def test_run_refused_by_a_held_lock_is_announced(
     assert "another run holds the lock" in run["error"]
     assert run["hint"] == "let it finish, or raise --lock-timeout"
     assert body["text"].startswith("FAILED")
-    assert "the run did not start: another run holds the lock" in body["text"]
+    assert "- error: another run holds the lock" in body["text"]
     # Not logged: the run that holds the lock owns the log.
     assert (app.log_file.read_bytes() if app.log_file.exists() else None) == log_before
 
@@ -527,7 +528,7 @@ def test_run_that_cannot_make_its_backup_folder_is_announced(
         "--notify-command",
         command,
     )
-    assert result.returncode != 0, result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
     assert_no_traceback(result)
     (body,) = webhook.bodies
     assert body["run"]["status"] == "failed"
@@ -535,3 +536,53 @@ def test_run_that_cannot_make_its_backup_folder_is_announced(
     summary = json.loads(saved.read_text(encoding="utf-8"))
     assert summary["run"]["error"] == body["run"]["error"]
     assert blocker.read_text(encoding="utf-8").startswith("a file where")
+
+
+def test_run_whose_log_folder_is_missing_is_announced(app: App, webhook: Webhook) -> None:
+    log_file = app.root / "no such folder" / "log.json"
+    result = app.run("--run", "--log-file", str(log_file), "--notify-url", webhook.url())
+    assert result.returncode == 2, result.stdout + result.stderr
+    (body,) = webhook.bodies
+    assert "the folder of the run log" in body["run"]["error"]
+    assert body["run"]["hint"] == "create it, or choose another --log-file"
+    assert app.backups() == []
+
+
+def test_run_that_fails_after_its_backups_is_announced_with_them(
+    app: App, webhook: Webhook
+) -> None:
+    # The run log's name holds an SQLite database: the backups are made, the log is refused.
+    shutil.copyfile(app.main_db, app.log_file)
+    result = app.run("--run", "--notify-url", webhook.url())
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert_no_traceback(result)
+    (body,) = webhook.bodies
+    run = body["run"]
+    assert run["status"] == "failed"
+    assert "is an SQLite database, not a run log" in run["error"]
+    made = [r for r in run["results"] if r["status"] == "ok"]
+    assert made and {r["status"] for r in run["results"]} <= {"ok", "skipped"}
+    assert len(app.backups()) == len(made)
+    assert "- error: " in body["text"] and DB in body["text"]
+
+
+def test_a_failure_announced_once_is_not_announced_again(app: App, webhook: Webhook) -> None:
+    shutil.copyfile(app.main_db, app.log_file)  # the log is refused after the run's own alert
+    result = app.run("--run", *failing(app), "--notify-url", webhook.url())
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert len(webhook.requests) == 1
+    assert "error" not in webhook.bodies[0]["run"]
+
+
+def test_notify_command_that_times_out_does_not_show_its_command_line(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import database_backup_scheduler as dbs
+
+    monkeypatch.setattr(dbs, "NOTIFY_COMMAND_TIMEOUT_S", 0.5)
+    script = tmp_path / "slow alert.py"
+    script.write_text("import time\ntime.sleep(60)\n", encoding="utf-8")
+    command = " ".join(shlex.quote(w) for w in [sys.executable, str(script), TOKEN])
+    config = make_config(app.root, "--notify-command", command)
+    (delivery,) = dbs.send_alerts(config, {"status": "failed", "results": []})
+    assert delivery == {"target": "command", "status": "failed", "error": "did not finish in 0.5 s"}
