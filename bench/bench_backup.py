@@ -599,6 +599,34 @@ def bench_phases(dbs: Databases, size: int, mode: str, workdir: Path) -> Optiona
     return lines
 
 
+def bench_startup(workdir: Path, rounds: int = 21) -> list[str]:
+    """What a process costs before it copies anything: medians of fresh processes."""
+
+    def child(argv: Sequence[str]) -> float:
+        times = []
+        for _ in range(rounds):
+            sample = run_child(argv, cwd=workdir)
+            check_ok(argv[0], sample)
+            times.append(sample.seconds)
+        return statistics.median(times)
+
+    source = SCRIPT.read_text(encoding="utf-8")
+    compiles = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        compile(source, str(SCRIPT), "exec")
+        compiles.append(time.perf_counter() - started)
+    rows = [
+        ("sqlite3 CLI (sqlite3 :memory: 'select 1')", child(["sqlite3", ":memory:", "select 1"])),
+        ("python -c pass", child([sys.executable, "-c", "pass"])),
+        ("python -S -c pass (no site module)", child([sys.executable, "-S", "-c", "pass"])),
+        (f"python {SCRIPT.name} --version", child([sys.executable, str(SCRIPT), "--version"])),
+        ("compiling the script, in-process", statistics.median(compiles)),
+    ]
+    lines = [f"start-up, median of {rounds} (a script run by path is compiled every time):"]
+    return lines + [f"  {label:<46} {t:7.3f} s" for label, t in rows]
+
+
 def _hash_speed(path: Path) -> None:
     with open(path, "rb") as handle:
         digest = hashlib.sha256()
@@ -886,6 +914,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             lines: list[str] = []
             for size in sizes:
                 lines += bench_phases(dbs, size, modes[0], workdir) or []
+            lines += bench_startup(workdir)
             sections.append(("Where --run spends its time", lines))
         if "writer" in parts:
             results = []

@@ -49,6 +49,7 @@ def test_bench_backup_times_all_three_tools_and_cleans_up(tmp_path: Path) -> Non
         assert f"2M {mode}: --run / sqlite3 .backup = " in markdown
     assert "settle 0.05 s" in markdown
     assert "quick_check of the copy" in markdown
+    assert "compiling the script, in-process" in markdown
     assert not workdir.exists()  # without --keep, the scratch folder goes
 
 
