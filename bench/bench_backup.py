@@ -872,7 +872,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--settle",
         type=float,
         default=0.0,
-        help="seconds to wait before each timed run, after the flush (0)",
+        help="seconds to wait before each run, after the flush (0)",
     )
     parser.add_argument("--storage-runs", type=int, default=STORAGE_RUNS, help="(30)")
     parser.add_argument("--note", default="", help="a line printed with the results")
