@@ -2103,7 +2103,7 @@ def check_log_folder(path: Path) -> None:
     """Refuse, before anything is done, a run log that could not be written at the end."""
     try:
         is_folder = stat.S_ISDIR(os.stat(path.parent).st_mode)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         is_folder = False
     except OSError as exc:
         raise describe_os_error(exc, path.parent, "opening the folder of the run log") from exc

@@ -538,8 +538,12 @@ def test_run_that_cannot_make_its_backup_folder_is_announced(
     assert blocker.read_text(encoding="utf-8").startswith("a file where")
 
 
-def test_run_whose_log_folder_is_missing_is_announced(app: App, webhook: Webhook) -> None:
-    log_file = app.root / "no such folder" / "log.json"
+@pytest.mark.parametrize("folder", ["no such folder", "a file/sub"])
+def test_run_whose_log_folder_is_missing_is_announced(
+    app: App, webhook: Webhook, folder: str
+) -> None:
+    (app.root / "a file").write_text("not a folder\n", encoding="utf-8")
+    log_file = app.root / folder / "log.json"
     result = app.run("--run", "--log-file", str(log_file), "--notify-url", webhook.url())
     assert result.returncode == 2, result.stdout + result.stderr
     (body,) = webhook.bodies
