@@ -649,7 +649,9 @@ def validate_config(config: Config) -> None:
         raise _usage_error(
             f"run log {config.log_file} is one of the databases", "choose another --log-file"
         )
-    if config.log_file.exists() and not config.log_file.is_file():
+    # os.path's tests, not Path's: these never raise for a folder that cannot be entered
+    # (check_log_folder then says so, by name).
+    if os.path.exists(config.log_file) and not os.path.isfile(config.log_file):
         raise _usage_error(
             f"run log {config.log_file} is not a regular file",
             "choose another --log-file",

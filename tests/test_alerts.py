@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import shlex
 import shutil
 import socket
 import socketserver
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import App, assert_no_traceback, make_config
+from conftest import SCRIPT, App, assert_no_traceback, make_config, make_db
 
 DB = "pet_painting.db"
 TOKEN = "tok3n-Qx7Zr9-NEVER-SHOWN"
@@ -590,3 +592,57 @@ def test_notify_command_that_times_out_does_not_show_its_command_line(
     config = make_config(app.root, "--notify-command", command)
     (delivery,) = dbs.send_alerts(config, {"status": "failed", "results": []})
     assert delivery == {"target": "command", "status": "failed", "error": "did not finish in 0.5 s"}
+
+
+NOBODY = 65534  # the unprivileged user and group of Debian and most Linux systems
+
+
+@pytest.fixture
+def shut_out() -> Iterator[tuple[list[str], Path, Path]]:
+    """A command prefix that runs the script as an unprivileged user, the app folder it owns,
+    and a folder it cannot enter. Needs root, setpriv and a Python that user can run."""
+    if sys.platform != "linux" or os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("running as another user needs root and setpriv on Linux")
+    python = next(
+        (p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.path.exists(p)), None
+    )
+    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    if python is None or subprocess.run([*as_nobody, python, "-c", "import sqlite3"]).returncode:
+        pytest.skip("no Python outside /root that an unprivileged user can run")
+    base = Path(tempfile.mkdtemp(prefix="dbbackup-shut-out-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        app = base / "app"
+        app.mkdir()
+        shutil.copy(SCRIPT, app / SCRIPT.name)
+        make_db(app / DB)
+        for path in [app, *app.iterdir()]:
+            os.chown(path, NOBODY, NOBODY)
+        shut = base / "shut"
+        shut.mkdir(mode=0o700)
+        yield [*as_nobody, python, str(app / SCRIPT.name)], app, shut
+    finally:
+        shutil.rmtree(base)
+
+
+@pytest.mark.parametrize("where", ["--log-file", "--backup-dir"])
+def test_folder_the_user_cannot_enter_is_a_clear_error_and_an_alert(
+    shut_out: tuple[list[str], Path, Path], webhook: Webhook, where: str
+) -> None:
+    command, app, shut = shut_out
+    paths = {"--log-file": str(app / "log.json"), "--backup-dir": str(app / "backups")}
+    paths[where] = str(shut / "inside" / ("log.json" if where == "--log-file" else "backups"))
+    result = subprocess.run(
+        [*command, "--run", "--db", str(app / DB), *(w for kv in paths.items() for w in kv)]
+        + ["--notify-url", webhook.url()],
+        cwd=app,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert_no_traceback(result)
+    assert "unexpected error" not in result.stderr
+    assert "no permission while" in result.stderr and str(shut) in result.stderr
+    (body,) = webhook.bodies
+    assert body["run"]["status"] == "failed" and "no permission" in body["run"]["error"]
