@@ -198,6 +198,11 @@ def as_backup_error(exc: BaseException, path: Path | str, doing: str) -> BackupE
     )
 
 
+def unexpected_error(exc: BaseException) -> BackupError:
+    """An error the tool did not foresee, as the operator sees it: a bug to report."""
+    return BackupError(f"unexpected error: {exc!r}", hint="rerun with --debug and report it")
+
+
 # ======================================================================================
 # Helpers
 # ======================================================================================
@@ -2657,9 +2662,12 @@ def render_alert(run: dict[str, Any], fmt: str) -> dict[str, Any]:
     return {"event": "database_backup", "text": text, "run": run}
 
 
-def should_alert(notify_on: str, failed: bool) -> bool:
-    """Whether a run with this outcome is announced."""
-    return notify_on == "always" or (notify_on == "failure") == failed
+def should_alert(config: Config, failed: bool) -> bool:
+    """Whether a run with this outcome is announced: an alert target is set, and
+    ``--notify-on`` asks for this outcome."""
+    if not (config.notify_url or config.notify_command):
+        return False
+    return config.notify_on == "always" or (config.notify_on == "failure") == failed
 
 
 def send_alerts(config: Config, run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -2801,9 +2809,7 @@ def run_backups(
             if config.copy_to or config.s3 or config.upload_command:
                 _copy_off_site(config, report, log, started)
             report.finished_at = now or _now_local()
-            if (config.notify_url or config.notify_command) and should_alert(
-                config.notify_on, report.failed
-            ):
+            if should_alert(config, report.failed):
                 report.alerts = send_alerts(config, report.to_json())
                 failure_announced = report.failed
                 for alert in report.alerts:
@@ -2830,18 +2836,13 @@ def _announce_failed_run(
     operator must hear of. Never raises: the run's own error must still reach the operator;
     an undelivered alert is added to that error's hint.
     """
-    if not (config.notify_url or config.notify_command):
+    if not should_alert(config, True):
         return
-    if not should_alert(config.notify_on, True):
-        return
-    if isinstance(exc, BackupError):
-        message, hint = exc.message, exc.hint
-    else:
-        message, hint = f"unexpected error: {exc!r}", "rerun with --debug and report it"
+    error = exc if isinstance(exc, BackupError) else unexpected_error(exc)
     if report is None:
         report = RunReport(started_at=at, trigger=trigger, results=[])
     report.finished_at = report.finished_at or at
-    run = {**report.to_json(), "status": "failed", "error": message, "hint": hint}
+    run = {**report.to_json(), "status": "failed", "error": error.message, "hint": error.hint}
     try:
         alerts = send_alerts(config, run)
     except Exception:  # noqa: BLE001 - a broken alert must not hide the run's own error
@@ -4566,11 +4567,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             traceback.print_exc(file=err)
         if action == "check":
-            return _unknown(io, f"unexpected error: {exc!r}", as_json=args.json)
-        _print_error(
-            io,
-            BackupError(f"unexpected error: {exc!r}", hint="rerun with --debug and report it"),
-        )
+            return _unknown(io, unexpected_error(exc).message, as_json=args.json)
+        _print_error(io, unexpected_error(exc))
         return ExitCode.FAILED
 
 
