@@ -24,6 +24,18 @@ SCRIPT = REPO / "database_backup_scheduler.py"
 sys.path.insert(0, str(REPO))
 
 
+# A process that holds the run lock, as a hung run would: argv[1] the lock file, argv[2]
+# seconds to hold it; prints "ready" once it holds it.
+HOLD_LOCK = """
+import fcntl, os, sys, time
+os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("ready", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
 def make_db(path: Path, rows: int = 100, *, journal_mode: str = "wal", payload: int = 100) -> Path:
     """A real database with an ``items`` table and a ``totals`` row kept equal to its sum.
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import SCRIPT, App, assert_no_traceback, make_config, make_db
+from conftest import HOLD_LOCK, SCRIPT, App, assert_no_traceback, make_config, make_db
 
 DB = "pet_painting.db"
 TOKEN = "tok3n-Qx7Zr9-NEVER-SHOWN"
@@ -438,15 +438,6 @@ def test_notify_command_that_is_not_installed_is_a_warning(app: App) -> None:
 
 # -- runs refused before they start ----------------------------------------------------------
 
-HOLD_LOCK = """
-import fcntl, os, sys, time
-os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
-fcntl.flock(fd, fcntl.LOCK_EX)
-print("ready", flush=True)
-time.sleep(60)
-"""
-
 
 @pytest.fixture
 def lock_held(app: App) -> Iterator[None]:
@@ -454,7 +445,7 @@ def lock_held(app: App) -> Iterator[None]:
     if sys.platform == "win32":
         pytest.skip("fcntl.flock")
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(app.backup_dir / ".database_backup.lock")],
+        [sys.executable, "-c", HOLD_LOCK, str(app.backup_dir / ".database_backup.lock"), "60"],
         stdout=subprocess.PIPE,
         text=True,
     )

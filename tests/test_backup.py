@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    HOLD_LOCK,
     App,
     assert_no_traceback,
     dump,
@@ -510,15 +511,6 @@ def test_full_disk_for_one_database_does_not_prune_its_backups(
 
 
 # -- the run lock ----------------------------------------------------------------------
-
-HOLD_LOCK = """
-    import fcntl, os, sys, time
-    os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)
-    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    print("ready", flush=True)
-    time.sleep(float(sys.argv[2]))
-"""
 
 
 @pytest.mark.skipif(os.name != "posix", reason="fcntl.flock")
