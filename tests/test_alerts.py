@@ -436,7 +436,7 @@ def test_notify_command_that_is_not_installed_is_a_warning(app: App) -> None:
     assert last_run(app)["alerts"][0]["status"] == "failed"
 
 
-# -- runs refused before they start ----------------------------------------------------------
+# -- runs that stop with an error, or never start ----------------------------------------------
 
 
 @pytest.fixture
@@ -473,7 +473,7 @@ def test_run_refused_by_a_held_lock_is_announced(
     assert run["hint"] == "let it finish, or raise --lock-timeout"
     assert body["text"].startswith("FAILED")
     assert "- error: another run holds the lock" in body["text"]
-    # Not logged: the run that holds the lock owns the log.
+    # Not logged: without the run lock, writing the log could lose the other run's entry.
     assert (app.log_file.read_bytes() if app.log_file.exists() else None) == log_before
 
 
