@@ -13,22 +13,27 @@ from conftest import REPO
 BENCH = REPO / "bench"
 
 
-def run_bench(script: str, *args: str, cwd: Path) -> str:
-    proc = subprocess.run(
+def bench_process(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, str(BENCH / script), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def run_bench(script: str, *args: str, cwd: Path) -> str:
+    """Run a benchmark that must succeed; the markdown its output ends with."""
+    proc = bench_process(script, *args, cwd=cwd)
     assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    return proc.stdout.split("---- markdown ----", 1)[1]
 
 
 @pytest.mark.skipif(not shutil.which("sqlite3"), reason="the sqlite3 CLI is not installed")
 def test_bench_backup_times_all_three_tools_and_cleans_up(tmp_path: Path) -> None:
     workdir = tmp_path / "work"
-    out = run_bench(
+    markdown = run_bench(
         "bench_backup.py",
         "--sizes",
         "2M",
@@ -42,7 +47,6 @@ def test_bench_backup_times_all_three_tools_and_cleans_up(tmp_path: Path) -> Non
         str(workdir),
         cwd=tmp_path,
     )
-    markdown = out.split("---- markdown ----", 1)[1]
     for mode in ("wal", "rollback"):
         for tool in ("cp+fsync", "sqlite3 .backup", "--run"):
             assert f"| 2M | {mode} | {tool} |" in markdown
@@ -54,20 +58,14 @@ def test_bench_backup_times_all_three_tools_and_cleans_up(tmp_path: Path) -> Non
 
 
 def test_bench_backup_refuses_a_negative_settle(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "bench_backup.py"), "--settle", "-1"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = bench_process("bench_backup.py", "--settle", "-1", cwd=tmp_path)
     assert proc.returncode != 0
     assert "--settle not >= 0 s" in proc.stderr
 
 
 def test_bench_retention_runs_every_row(tmp_path: Path) -> None:
     workdir = tmp_path / "work"
-    out = run_bench(
+    markdown = run_bench(
         "bench_retention.py",
         "--files",
         "3000",
@@ -77,7 +75,6 @@ def test_bench_retention_runs_every_row(tmp_path: Path) -> None:
         str(workdir),
         cwd=tmp_path,
     )
-    markdown = out.split("---- markdown ----", 1)[1]
     assert "| list_backups (scandir + stat + parse) | 3,000 files |" in markdown
     assert "--stats (whole process)" in markdown
     assert "--run --keep-days 30 --keep-last 3 (whole process)" in markdown
