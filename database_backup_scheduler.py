@@ -85,6 +85,9 @@ DEFAULT_HISTORY_LIMIT = 20
 DEFAULT_MAX_AGE_HOURS = 24.0
 DEFAULT_MAX_DISK_PERCENT = 5.0
 DEFAULT_MAX_SHRINK_PERCENT = 50.0
+# A restore waits at most this long for the app to let go of its database (never the whole
+# --busy-timeout): an app holding a WAL database open does not let go by waiting.
+RESTORE_WAIT_S = 3.0
 # --check allows the daily run this long past --max-age before calling a backup stale.
 CHECK_GRACE = dt.timedelta(hours=1)
 
@@ -114,6 +117,10 @@ PROGRESS_MIN_BYTES = 32 * 1024 * 1024
 # slept through 03:00 (monotonic sleep does not count suspend) backs up when it wakes.
 SCHEDULER_MAX_SLEEP_S = 60.0
 CATCH_UP_AGE = dt.timedelta(days=1)
+# SQLite waits for a locked database inside C code, where no signal handler runs: a backup
+# lets it wait this long at a time and loops in Python up to --busy-timeout, so that Ctrl+C
+# is answered at once.
+SQLITE_WAIT_SLICE_S = 0.1
 TRIGGERS = ("manual", "schedule", "task", "cron")
 NOTIFY_FORMATS = ("json", "dingtalk", "wecom", "feishu", "slack")
 NOTIFY_ON = ("failure", "success", "always")
@@ -255,6 +262,34 @@ def _path_key(path: Path | str) -> str:
     return os.path.normcase(os.path.abspath(str(path)))
 
 
+def shell_command(words: Sequence[str]) -> str:
+    """One command line that runs as shown when pasted into this platform's shell
+    (cmd.exe or PowerShell on Windows, a POSIX shell elsewhere)."""
+    if os.name == "nt":
+        import subprocess
+
+        quoted = []
+        for word in words:
+            text = subprocess.list2cmdline([word])
+            # cmd.exe reads < > | & ^ ( ) outside quotes as its own operators.
+            if not text.startswith('"') and re.search(r"[<>|&^()]", word):
+                text = f'"{text}"'
+            quoted.append(text)
+        return " ".join(quoted)
+    import shlex
+
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def install_hint(*requirements: str) -> str:
+    """The exact command that installs ``requirements`` for the Python running this script."""
+    return "run: " + shell_command([sys.executable, "-m", "pip", "install", *requirements])
+
+
+# What --schedule needs, as the operator installs it (the app folder has no requirements.txt).
+SCHEDULE_REQUIREMENTS = ("schedule>=1.2,<2", "pytz")
+
+
 # ======================================================================================
 # Configuration
 # ======================================================================================
@@ -306,6 +341,13 @@ class Config:
     config_file: Path | None = None
     # Settings given as flags, so that a generated .bat or crontab line passes them on.
     from_flags: tuple[str, ...] = ()
+
+    def app_folder(self) -> Path | None:
+        """``instance/`` when the backups go to the default ``instance/backups``: that folder
+        must exist, or the script is not in an app's root."""
+        if _path_key(self.backup_dir) == _path_key(self.app_root / DEFAULT_BACKUP_DIR):
+            return self.backup_dir.parent
+        return None
 
     def retention(self) -> dict[str, int]:
         """The retention rules, as ``select_expired`` takes them."""
@@ -422,9 +464,10 @@ def parse_db_argument(value: str, base: Path) -> DatabaseSpec:
     return DatabaseSpec(name or path.name, path, required=True)
 
 
-def _resolve(text: str, base: Path) -> Path:
+def _resolve(text: str, base: Path, source: str | None = None) -> Path:
     if "\x00" in text:
-        raise _usage_error(f"the path {text!r} holds a NUL character", "fix the path")
+        where = f"{source}: " if source else ""
+        raise _usage_error(f"{where}the path {text!r} holds a NUL character", "fix the path")
     path = Path(os.path.expanduser(text))
     return path if path.is_absolute() else base / path
 
@@ -462,7 +505,7 @@ def _check_run_at(source: str, values: Any) -> tuple[str, ...]:
 
 def _check_list(source: str, key: str, items: Sequence[str], base: Path) -> tuple[Any, ...]:
     if key == "copy_to":
-        return tuple(_resolve(item, base) for item in items)
+        return tuple(_resolve(item, base, source) for item in items)
     if key == "s3":
         for url in items:
             if not _S3_URL.fullmatch(url):
@@ -521,7 +564,7 @@ def _databases_from_file(source: str, value: Any, base: Path) -> tuple[DatabaseS
         unknown = set(item) - {"name", "path", "required"}
         if unknown:
             raise _config_error(source, f"unknown database setting(s) {sorted(unknown)}")
-        path = _resolve(item["path"], base)
+        path = _resolve(item["path"], base, source)
         name = item.get("name", path.name)
         required = item.get("required", True)
         if not isinstance(name, str) or not isinstance(required, bool):
@@ -559,7 +602,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
         elif key in _PATH_SETTINGS:
             if not isinstance(value, str) or not value.strip():
                 raise _config_error(source, f"{key} must be a path")
-            settings[key] = _resolve(value, base)
+            settings[key] = _resolve(value, base, source)
         elif key == "run_at":
             settings[key] = _check_run_at(source, value)
         elif key == "compress":
@@ -661,6 +704,12 @@ def validate_config(config: Config) -> None:
             f"run log {config.log_file} is not a regular file",
             "choose another --log-file",
         )
+    for folder in config.copy_to:
+        if _path_key(folder.resolve()) == _path_key(config.backup_dir.resolve()):
+            raise _usage_error(
+                f"--copy-to {folder} is the backup folder itself: a copy there protects nothing",
+                "give a folder on another disk (an external disk, a NAS share)",
+            )
     # A damaged log is moved aside and replaced: only ever a file meant to be one.
     if config.log_file.suffix.lower() != ".json":
         raise _usage_error(
@@ -855,8 +904,13 @@ def list_backups(backup_dir: Path, names: Sequence[str]) -> dict[str, list[Backu
     return found
 
 
-def ensure_backup_dir(backup_dir: Path) -> None:
-    """Create the backup directory owner-only (0700) when missing; refuse a non-folder."""
+def ensure_backup_dir(backup_dir: Path, *, app_folder: Path | None = None) -> None:
+    """Create the backup directory owner-only (0700) when missing; refuse a non-folder.
+
+    With ``app_folder`` (the default backup folder's ``instance/``), that folder must
+    exist already: a script run outside an app must not make itself an ``instance/``.
+    A folder that cannot be made is a configuration error (exit 2).
+    """
     try:
         # Path.exists() raises where a parent cannot be entered (before Python 3.12).
         if backup_dir.exists() and not backup_dir.is_dir():
@@ -864,11 +918,22 @@ def ensure_backup_dir(backup_dir: Path) -> None:
                 f"backup directory {backup_dir} exists and is not a folder",
                 "choose another --backup-dir",
             )
+        if app_folder is not None and not app_folder.is_dir():
+            raise _usage_error(
+                f"there is no folder {app_folder}: the backups would go to {backup_dir}",
+                f"put {SCRIPT_NAME} in the app's root folder (the one that holds instance/), "
+                "or choose a --backup-dir",
+            )
         missing = []
         parent = backup_dir
         while not parent.exists():
             missing.append(parent)
             parent = parent.parent
+        if not parent.is_dir():
+            raise _usage_error(
+                f"cannot create the backup directory {backup_dir}: {parent} is a file",
+                "choose another --backup-dir",
+            )
         for folder in reversed(missing):
             folder.mkdir(mode=0o700)
             if os.name == "posix":
@@ -879,7 +944,8 @@ def ensure_backup_dir(backup_dir: Path) -> None:
     except FileExistsError:
         pass
     except OSError as exc:
-        raise describe_os_error(exc, backup_dir, "creating") from exc
+        error = describe_os_error(exc, backup_dir, "creating")
+        raise _usage_error(error.message, error.hint or "choose another --backup-dir") from exc
 
 
 def remove_stale_temp_files(backup_dir: Path) -> list[Path]:
@@ -1444,7 +1510,10 @@ def _copy_pages(
 
 
 def _snapshot_files(
-    src: sqlite3.Connection, files: _SourceFiles, temp: Path
+    src: sqlite3.Connection,
+    files: _SourceFiles,
+    temp: Path,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
 ) -> _TrailingHash | None:
     """Copy the database open on ``src`` into ``temp`` by reading its files under a read lock.
 
@@ -1462,7 +1531,7 @@ def _snapshot_files(
                 if _attempt:
                     # Not on an empty file: ext4 flushes a file truncated to zero when closed.
                     out.truncate(0)
-                if _copy_in_read_transaction(src, files, out, hashing.advance):
+                if _copy_in_read_transaction(src, files, out, hashing.advance, busy_timeout):
                     hashing.finish()
                     return hashing
         except _SnapshotUnavailable:
@@ -1478,18 +1547,28 @@ def _snapshot_files(
 
 
 def _copy_in_read_transaction(
-    src: sqlite3.Connection, files: _SourceFiles, out: Any, on_written: Callable[[int], None]
+    src: sqlite3.Connection,
+    files: _SourceFiles,
+    out: Any,
+    on_written: Callable[[int], None],
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
 ) -> bool:
     """One attempt of the direct copy; False when the WAL started over during it."""
     src.execute("BEGIN")
     try:
         # Reading the schema takes the read lock (and rolls back a crashed writer's journal).
-        try:
-            src.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise _BusyTimeout from exc  # the connection's timeout is the busy timeout
-            raise
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                src.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise _BusyTimeout from exc
+            # Waiting here, between SQLite's short waits, lets Ctrl+C be handled at once.
+            time.sleep(0.05)
         page_size = src.execute("PRAGMA page_size").fetchone()[0]
         wal = None
         if str(src.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
@@ -1648,9 +1727,9 @@ def _zstandard() -> Any:
     try:
         import zstandard
     except ImportError:
-        raise BackupError(
-            "zstd compression needs the 'zstandard' package",
-            hint=f"run: {sys.executable} -m pip install zstandard (or use --compress gzip)",
+        raise _usage_error(
+            "--compress zstd needs the 'zstandard' package, which is not installed",
+            install_hint("zstandard") + " (or use --compress gzip)",
         ) from None
     return zstandard
 
@@ -1785,12 +1864,15 @@ def create_backup(
     try:
         try:
             src = sqlite3.connect(
-                sqlite_uri(source, "rw"), uri=True, timeout=busy_timeout, isolation_level=None
+                sqlite_uri(source, "rw"),
+                uri=True,
+                timeout=min(busy_timeout, SQLITE_WAIT_SLICE_S),
+                isolation_level=None,
             )
             files = _SourceFiles(source)
             try:
                 with _CopyWatcher(db.name, temps[0], source_size, progress_stream, flush=False):
-                    hashing = _snapshot_files(src, files, temps[0])
+                    hashing = _snapshot_files(src, files, temps[0], busy_timeout)
                 if hashing is None:
                     with _CopyWatcher(db.name, temps[0], source_size, progress_stream, flush=True):
                         _snapshot(src, temps[0], busy_timeout)
@@ -2170,6 +2252,7 @@ class DestinationResult:
     status: str = "ok"
     uploaded: list[str] = dataclasses.field(default_factory=list)
     pruned: list[str] = dataclasses.field(default_factory=list)
+    withheld: list[str] = dataclasses.field(default_factory=list)  # damaged local backups
     error: str | None = None
     hint: str | None = None
 
@@ -2249,8 +2332,8 @@ def _boto3() -> Any:
         import boto3
     except ImportError:
         raise BackupError(
-            "--s3 needs the 'boto3' package",
-            hint=f"run: {sys.executable} -m pip install boto3",
+            "--s3 needs the 'boto3' package, which is not installed",
+            hint=install_hint("boto3"),
         ) from None
     return boto3
 
@@ -2481,7 +2564,12 @@ class CommandDestination(Destination):
         except OSError as exc:
             raise BackupError(f"{self.label} could not start: {exc}") from exc
         if code != 0:
-            raise BackupError(f"{self.label} exited {code} for {backup.path.name}: {last_line}")
+            said = f": {last_line}" if last_line else " (it printed nothing)"
+            raise BackupError(
+                f"{self.label} exited {code} for {backup.path.name}{said}",
+                hint="run the command by hand with that file to see why; "
+                "the next run sends it again",
+            )
 
 
 def split_command(template: str) -> list[str]:
@@ -2558,12 +2646,55 @@ def _sent_by_command(log: dict[str, Any], label: str) -> set[str]:
     return sent
 
 
+class LocalBackupCheck:
+    """Reads each local backup at most once per run before it leaves the machine.
+
+    A backup the run log knows must still have its recorded SHA-256; one it does not know
+    must pass quick_check. A backup this run just made and hashed is taken as it is.
+    """
+
+    def __init__(self, checksums: dict[str, str], fresh: set[str]) -> None:
+        self.checksums, self.fresh = checksums, fresh
+        self._digests: dict[str, str | None] = {}
+        self.damaged: dict[str, str] = {}  # path -> what is wrong with it
+
+    def digest(self, backup: BackupFile) -> str | None:
+        """The backup's SHA-256 when it is sound, else None (and it is listed in ``damaged``)."""
+        key = _path_key(backup.path)
+        if key in self._digests:
+            return self._digests[key]
+        recorded = self.checksums.get(key)
+        if recorded is not None and key in self.fresh:
+            self._digests[key] = recorded
+            return recorded
+        problem: str | None = None
+        actual: str | None = sha256_file(backup.path)
+        if recorded is not None:
+            if actual != recorded:
+                problem = "its SHA-256 differs from the one recorded when it was made"
+        else:
+            try:
+                with unpacked_backup(backup.path, backup.compression) as (plain, _):
+                    with open(plain, "rb") as handle:
+                        is_sqlite = handle.read(16) == _SQLITE_HEADER
+                    verdict = check_database_file(plain) if is_sqlite else "no SQLite header"
+            except BackupError as exc:
+                verdict = exc.message
+            if verdict != "ok":
+                problem = f"it is not in the run log and fails quick_check ({verdict})"
+        if problem is not None:
+            self.damaged[str(backup.path)] = problem
+            actual = None
+        self._digests[key] = actual
+        return actual
+
+
 def sync_destination(
     destination: Destination,
     config: Config,
     local: dict[str, list[BackupFile]],
     *,
-    checksums: dict[str, str],
+    checks: LocalBackupCheck,
     prunable: set[str],
     sent_before: set[str],
     now: dt.datetime,
@@ -2574,6 +2705,7 @@ def sync_destination(
     newer than the destination's newest, so a destination that was down catches up on
     the next run without copying years of history. Retention there follows the local
     rules, only for the tool's own names, and only for databases backed up in this run.
+    A local backup that fails ``checks`` is never sent; newer sound ones still are.
     """
     result = DestinationResult(destination=destination.label)
     names = list(local)
@@ -2596,7 +2728,10 @@ def sync_destination(
                 if f.path.name not in have and (i == 0 or newest is None or f.sort_key > newest)
             ]
             for backup in reversed(missing):
-                digest = checksums.get(_path_key(backup.path)) or sha256_file(backup.path)
+                digest = checks.digest(backup)
+                if digest is None:
+                    result.withheld.append(backup.path.name)
+                    continue
                 destination.upload(backup, digest)
                 result.uploaded.append(backup.path.name)
         if remote is not None:
@@ -2647,6 +2782,12 @@ def render_alert_text(run: dict[str, Any]) -> str:
     for result in run.get("destinations", []):
         if result.get("status") == "failed":
             lines.append(f"- copy to {result.get('destination')}: {result.get('error')}")
+    for damaged in run.get("damaged_backups") or []:
+        if isinstance(damaged, dict):
+            lines.append(
+                f"- damaged backup {damaged.get('backup')}: {damaged.get('problem')}; "
+                "not sent anywhere (run --verify)"
+            )
     return "\n".join(lines)
 
 
@@ -2732,11 +2873,16 @@ class RunReport:
     removed_temp_files: list[str] = dataclasses.field(default_factory=list)
     destinations: list[DestinationResult] = dataclasses.field(default_factory=list)
     alerts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # Local backups withheld from every destination: {"backup": path, "problem": text}.
+    damaged_backups: list[dict[str, str]] = dataclasses.field(default_factory=list)
 
     @property
     def failed(self) -> bool:
-        """A database or a destination failed (an undelivered alert does not fail a run)."""
-        return any(r.status == "failed" for r in [*self.results, *self.destinations])
+        """A database or a destination failed, or a local backup is damaged (an undelivered
+        alert does not fail a run)."""
+        return bool(self.damaged_backups) or any(
+            r.status == "failed" for r in [*self.results, *self.destinations]
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -2749,6 +2895,7 @@ class RunReport:
             "results": [r.to_json() for r in self.results],
             "pruned": [p for r in self.results for p in r.pruned],
             "destinations": [d.to_json() for d in self.destinations],
+            "damaged_backups": self.damaged_backups,
             "alerts": self.alerts,
             "warnings": self.warnings,
         }
@@ -2773,8 +2920,9 @@ def run_backups(
     report: RunReport | None = None
     failure_announced = False
     try:
+        check_run_requirements(config)
         check_log_folder(config.log_file)
-        ensure_backup_dir(config.backup_dir)
+        ensure_backup_dir(config.backup_dir, app_folder=config.app_folder())
         with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout, on_lock_wait):
             started = now or _now_local()
             report = RunReport(started_at=started, trigger=trigger, results=[])
@@ -2827,6 +2975,12 @@ def run_backups(
     return report
 
 
+def check_run_requirements(config: Config) -> None:
+    """Refuse, before a run starts (exit 2), settings this Python cannot carry out."""
+    if config.compress == "zstd":
+        _zstandard()
+
+
 def _announce_failed_run(
     config: Config, report: RunReport | None, trigger: str, at: dt.datetime, exc: Exception
 ) -> None:
@@ -2859,10 +3013,15 @@ def _copy_off_site(
     """Bring every destination up to date with the local backups; a failure fails only it."""
     names = [db.name for db in config.databases]
     local = list_backups(config.backup_dir, names)
-    checksums = {k: str(v.get("sha256")) for k, v in recorded_backups(log).items()}
+    checksums = {
+        k: v["sha256"] for k, v in recorded_backups(log).items() if isinstance(v["sha256"], str)
+    }
+    fresh = set()
     for result in report.results:
         if result.backup and result.sha256:
             checksums[_path_key(result.backup)] = result.sha256
+            fresh.add(_path_key(result.backup))
+    checks = LocalBackupCheck(checksums, fresh)
     prunable = {r.database for r in report.results if r.status == "ok"}
     for destination in build_destinations(config):
         report.destinations.append(
@@ -2870,12 +3029,31 @@ def _copy_off_site(
                 destination,
                 config,
                 local,
-                checksums=checksums,
+                checks=checks,
                 prunable=prunable,
                 sent_before=_sent_by_command(log, destination.label),
                 now=started.replace(tzinfo=None),
             )
         )
+    # A damaged backup found by an earlier run is reported until it is gone or sound again.
+    by_path = {str(b.path): b for files in local.values() for b in files}
+    for path in _damaged_in_last_run(log):
+        if path in by_path:
+            checks.digest(by_path[path])
+    report.damaged_backups = [
+        {"backup": path, "problem": problem} for path, problem in sorted(checks.damaged.items())
+    ]
+
+
+def _damaged_in_last_run(log: dict[str, Any]) -> list[str]:
+    """The local backups the newest backup run found damaged (see LocalBackupCheck)."""
+    for run in reversed(log.get("runs", [])):
+        if run.get("kind", "backup") == "backup":
+            found = run.get("damaged_backups")
+            if not isinstance(found, list):
+                return []
+            return [str(i["backup"]) for i in found if isinstance(i, dict) and "backup" in i]
+    return []
 
 
 def recorded_backups(log: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -3023,14 +3201,36 @@ def verify_backups(
 
 @dataclasses.dataclass(frozen=True)
 class RestorePlan:
-    """Which backup goes back into which database."""
+    """Which backup goes back into which database, and what the run log knows of it."""
 
     backup: Path
     target: Path
     database: str
+    expected_sha256: str | None = None  # None: the run log does not know this file
+    backup_of: str | None = None  # the database the backup's name names
+
+    @property
+    def other_database(self) -> bool:
+        """True when the backup's name names another database than the one it replaces."""
+        return self.backup_of is not None and self.backup_of != self.database
 
 
-def plan_restore(config: Config, backup: Path, target: Path | None) -> RestorePlan:
+def recorded_checksum(log: dict[str, Any], path: Path) -> str | None:
+    """The SHA-256 the run log recorded for a backup, or for a restore's safety copy."""
+    key = _path_key(path)
+    digest = recorded_backups(log).get(key, {}).get("sha256")
+    if isinstance(digest, str):
+        return digest
+    for run in log.get("runs", []):
+        copy = run.get("safety_copy")
+        if run.get("kind") == "restore" and isinstance(copy, str) and _path_key(copy) == key:
+            digest = run.get("safety_copy_sha256")
+    return digest if isinstance(digest, str) else None
+
+
+def plan_restore(
+    config: Config, backup: Path, target: Path | None, *, log: dict[str, Any] | None = None
+) -> RestorePlan:
     """Find the database a backup belongs to (from its name), unless ``target`` is given."""
     if not backup.is_file():
         raise BackupError(f"backup {backup} does not exist or is not a file", hint="see --history")
@@ -3056,7 +3256,14 @@ def plan_restore(config: Config, backup: Path, target: Path | None) -> RestorePl
             "give the app's database with --target",
         )
     name = replaced[0].name if replaced else target.name
-    return RestorePlan(backup=backup, target=target, database=name)
+    return RestorePlan(
+        backup=backup,
+        target=target,
+        database=name,
+        expected_sha256=recorded_checksum(log or {}, backup),
+        # A target that is none of the configured databases (a scratch file) names nothing.
+        backup_of=parsed.name if parsed and replaced else None,
+    )
 
 
 def _is_backup_file(target: Path, backup: Path, backup_dir: Path) -> bool:
@@ -3095,10 +3302,12 @@ def _lock_for_restore(target: Path, wait: float) -> tuple[sqlite3.Connection, bo
     shows only an open transaction, through BEGIN EXCLUSIVE. Opening also replays a
     hot WAL or rolls back a hot journal left by a crashed app, before the safety copy.
     """
-    conn = sqlite3.connect(sqlite_uri(target, "rw"), uri=True, timeout=wait, isolation_level=None)
+    deadline = time.monotonic() + wait
+    conn = sqlite3.connect(
+        sqlite_uri(target, "rw"), uri=True, timeout=min(wait, 1.0), isolation_level=None
+    )
     try:
         was_wal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
-        deadline = time.monotonic() + wait
         while was_wal:
             try:
                 mode = str(conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]).lower()
@@ -3112,6 +3321,8 @@ def _lock_for_restore(target: Path, wait: float) -> tuple[sqlite3.Connection, bo
                 raise _app_still_open(target, "it has the WAL database open")
             time.sleep(0.2)
         conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+        remaining_ms = max(200, int((deadline - time.monotonic()) * 1000))
+        conn.execute(f"PRAGMA busy_timeout={remaining_ms}")
         try:
             conn.execute("BEGIN EXCLUSIVE")
             conn.execute("COMMIT")
@@ -3128,17 +3339,18 @@ def _lock_for_restore(target: Path, wait: float) -> tuple[sqlite3.Connection, bo
 
 def _write_safety_copy(
     conn: sqlite3.Connection, config: Config, name: str, taken_at: dt.datetime
-) -> Path:
-    """Copy the database about to be replaced next to the backups, verified, owner-only."""
+) -> tuple[Path, str]:
+    """Copy the database about to be replaced next to the backups, verified, owner-only;
+    return its path and SHA-256."""
     temp = _new_temp_file(config.backup_dir, name)
     try:
         try:
             _snapshot(conn, temp, config.busy_timeout)
         except (_BusyTimeout, _CopyWriteError, sqlite3.Error, OSError) as exc:
             raise _wrap_copy_error(exc, Path(name), config.backup_dir, 0) from exc
-        _seal(temp, name)
+        _, digest = _seal(temp, name)
         names = (format_safety_name(name, taken_at, seq) for seq in range(10000))
-        return _publish(temp, config.backup_dir, names)
+        return _publish(temp, config.backup_dir, names), digest
     finally:
         _remove_temp_file(temp)
 
@@ -3161,16 +3373,16 @@ def restore_backup(
         "backup": str(plan.backup),
         "target": str(plan.target),
         "safety_copy": None,
+        "safety_copy_sha256": None,
         "moved_aside": [],
         "status": "failed",
         "error": None,
     }
     check_log_folder(config.log_file)
-    ensure_backup_dir(config.backup_dir)
+    ensure_backup_dir(config.backup_dir, app_folder=config.app_folder())
     with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout):
         log, _ = read_run_log(config.log_file)
-        expected = recorded_backups(log).get(_path_key(plan.backup), {}).get("sha256")
-        checked = verify_backup(plan.backup, expected=expected)
+        checked = verify_backup(plan.backup, expected=recorded_checksum(log, plan.backup))
         if not checked.ok:
             raise BackupError(
                 f"refusing to restore from {plan.backup}: {checked.error}; nothing was changed",
@@ -3201,9 +3413,11 @@ def _damage_of(exc: BaseException) -> bool:
     return any(word in str(exc) for word in ("malformed", "corrupt", "not a database"))
 
 
-def _restore_in_place(config: Config, plan: RestorePlan, plain: Path, started: dt.datetime) -> Path:
+def _restore_in_place(
+    config: Config, plan: RestorePlan, plain: Path, started: dt.datetime
+) -> tuple[Path, str]:
     try:
-        conn, was_wal = _lock_for_restore(plan.target, config.busy_timeout)
+        conn, was_wal = _lock_for_restore(plan.target, min(config.busy_timeout, RESTORE_WAIT_S))
     except sqlite3.Error as exc:
         if _damage_of(exc) and _has_sqlite_header(plan.target):
             raise _DamagedTarget from exc
@@ -3212,7 +3426,9 @@ def _restore_in_place(config: Config, plan: RestorePlan, plain: Path, started: d
     restored = False
     try:
         try:
-            safety = _write_safety_copy(conn, config, plan.database, started.replace(tzinfo=None))
+            safety, safety_sha = _write_safety_copy(
+                conn, config, plan.database, started.replace(tzinfo=None)
+            )
         except BackupError as exc:
             if "failed verification" in exc.message or _damage_of(exc.message):
                 raise _DamagedTarget from exc
@@ -3245,7 +3461,7 @@ def _restore_in_place(config: Config, plan: RestorePlan, plain: Path, started: d
                 f"{plan.target} failed quick_check after the restore",
                 hint=f"restore the safety copy: --restore {safety} --yes",
             )
-        return safety
+        return safety, safety_sha
     finally:
         if was_wal and not restored:
             # Refused or failed: leave the database in the journal mode it had.
@@ -3267,7 +3483,8 @@ def _put_back(
         _restore_new_file(plan, plain, config.busy_timeout)
         return
     try:
-        record["safety_copy"] = str(_restore_in_place(config, plan, plain, started))
+        safety, safety_sha = _restore_in_place(config, plan, plain, started)
+        record["safety_copy"], record["safety_copy_sha256"] = str(safety), safety_sha
     except _DamagedTarget:
         # The usual reason to restore: SQLite cannot copy a damaged database aside,
         # so its files are moved aside as they are, for salvage, and it is recreated.
@@ -3445,6 +3662,28 @@ def collect_history(log: dict[str, Any], limit: int) -> list[dict[str, Any]]:
     return rows[:limit]
 
 
+def collect_history_from_disk(config: Config, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` backups in the backup folder, newest first: the history when
+    the run log is missing or cannot be read (each row's status is ``found``)."""
+    found = list_backups(config.backup_dir, [db.name for db in config.databases])
+    backups = sorted(
+        (b for files in found.values() for b in files), key=lambda b: b.sort_key, reverse=True
+    )
+    return [
+        {
+            "time": _iso(backup.taken_at.astimezone()),
+            "action": "backup",
+            "database": backup.name,
+            "file": str(backup.path),
+            "size_bytes": backup.size,
+            "status": "found",
+            "error": None,
+            "trigger": None,
+        }
+        for backup in backups[:limit]
+    ]
+
+
 def render_history(rows: Sequence[dict[str, Any]], symbols: Symbols) -> str:
     """History rows as an aligned text table."""
     if not rows:
@@ -3456,7 +3695,11 @@ def render_history(rows: Sequence[dict[str, Any]], symbols: Symbols) -> str:
         size = _format_size(row["size_bytes"]) if isinstance(row["size_bytes"], int) else "-"
         status = str(row["status"])
         mark = (
-            symbols.ok if status == "ok" else symbols.info if status == "skipped" else symbols.fail
+            symbols.ok
+            if status == "ok"
+            else symbols.info
+            if status in ("skipped", "found")
+            else symbols.fail
         )
         detail = Path(row["file"]).name if row["file"] else (row["error"] or "")
         if row.get("action") == "restore":
@@ -3673,6 +3916,7 @@ def collect_check(config: Config, log: dict[str, Any], *, now: dt.datetime) -> d
     shrink_floor = 1 - config.max_shrink_percent / 100
     backups = list_backups(config.backup_dir, [db.name for db in config.databases])
     recorded = recorded_backups(log)
+    reported: set[str] = set()
     next_backup_bytes = 0
     for db, figures in zip(config.databases, stats["databases"]):
         name, files = db.name, backups[db.name]
@@ -3702,9 +3946,21 @@ def collect_check(config: Config, log: dict[str, Any], *, now: dt.datetime) -> d
                     f"{name}: {newest.path.name} is dated in the future: check the clock",
                 )
             )
-        damage = describe_damage(newest, recorded.get(_path_key(newest.path), {}).get("size_bytes"))
+        logged = recorded.get(_path_key(newest.path), {})
+        damage = describe_damage(newest, logged.get("size_bytes"))
+        if damage is None and isinstance(logged.get("sha256"), str):
+            # Read in full: bit rot or tampering keeps the size and the header.
+            try:
+                if sha256_file(newest.path) != logged["sha256"]:
+                    damage = (
+                        f"{newest.path} differs from the SHA-256 recorded when it was made; "
+                        "run --verify"
+                    )
+            except OSError as exc:
+                damage = f"cannot read {newest.path}: {exc.strerror or exc}"
         if damage:
             problems.append((CheckStatus.CRITICAL, f"{name}: newest backup is damaged: {damage}"))
+            reported.add(str(newest.path))
         if last and last.get("status") == "failed":
             problems.append((CheckStatus.CRITICAL, f"{name}: last run failed: {last.get('error')}"))
         previous = figures["previous_size_bytes"]
@@ -3723,6 +3979,15 @@ def collect_check(config: Config, log: dict[str, Any], *, now: dt.datetime) -> d
                     CheckStatus.WARNING,
                     f"{name}: newest backup is {newest.size * 100 / source_size:.0f}% of the "
                     "database's size",
+                )
+            )
+    for path in _damaged_in_last_run(log):
+        if path not in reported and os.path.lexists(path):
+            problems.append(
+                (
+                    CheckStatus.CRITICAL,
+                    f"damaged backup {path} is held back from off-site copies: run --verify, "
+                    "then delete it or put a good copy back under its name",
                 )
             )
     share, free = stats["disk_share_percent"], stats["disk_free_bytes"]
@@ -3842,18 +4107,18 @@ def build_scheduler(config: Config, job: Callable[[str], None]) -> Any:
     try:
         import schedule
     except ImportError:
-        raise BackupError(
-            "--schedule needs the 'schedule' package",
-            hint=f"run: {sys.executable} -m pip install -r requirements.txt",
+        raise _usage_error(
+            "--schedule needs the 'schedule' package, which is not installed",
+            install_hint(*SCHEDULE_REQUIREMENTS),
         ) from None
     scheduler = schedule.Scheduler()
     for at in config.run_at:
         try:
             scheduler.every().day.at(at, config.timezone).do(job, at)
         except ImportError:
-            raise BackupError(
-                "--timezone needs the 'pytz' package",
-                hint=f"run: {sys.executable} -m pip install -r requirements.txt",
+            raise _usage_error(
+                "--timezone needs the 'pytz' package, which is not installed",
+                install_hint(*SCHEDULE_REQUIREMENTS),
             ) from None
         except Exception as exc:  # pytz's UnknownTimeZoneError and schedule's errors
             raise _usage_error(
@@ -3864,17 +4129,28 @@ def build_scheduler(config: Config, job: Callable[[str], None]) -> Any:
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM; a sleep in progress is cut short, a backup in progress is not."""
+    """Set by SIGINT/SIGTERM; a sleep in progress is cut short, a backup in progress is not.
 
-    def __init__(self) -> None:
+    A stop requested while ``busy`` (a backup runs) is acknowledged at once (``on_busy``);
+    a second one stops the backup too, as KeyboardInterrupt (its temporary files are removed).
+    """
+
+    def __init__(self, on_busy: Callable[[], None] | None = None) -> None:
         self.requested = False
         self.sleeping = False
+        self.busy = False
+        self.on_busy = on_busy
 
     def request(self, *_: object) -> None:
-        self.requested = True
         if self.sleeping:
+            self.requested = True
             self.sleeping = False  # a second signal must not raise outside the sleep
             raise _StopSleeping
+        if self.busy and self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        if self.busy and self.on_busy is not None:
+            self.on_busy()
 
     def sleep(self, seconds: float) -> None:
         """Sleep, unless a stop was requested; a stop during the sleep ends it at once."""
@@ -4197,11 +4473,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     more = parser.add_argument_group("action options").add_argument
     more("--json", action="store_true", help="print one JSON document")
-    more("--limit", type=int, default=DEFAULT_HISTORY_LIMIT, metavar="N", help="--history rows")
+    more("--limit", type=int, metavar="N", help=f"--history rows ({DEFAULT_HISTORY_LIMIT})")
     more("--quick", action="store_true", help="--verify with quick_check (faster)")
     more("--target", metavar="PATH", help="--restore into this database")
     more("--yes", action="store_true", help="--restore without asking")
-    more("--trigger", choices=TRIGGERS, default="manual", help="recorded in the run log")
+    more(
+        "--allow-unlogged",
+        action="store_true",
+        help="--restore --yes a file the run log does not know",
+    )
+    more(
+        "--allow-other-database",
+        action="store_true",
+        help="--restore --yes a backup of another database",
+    )
+    more("--trigger", choices=TRIGGERS, help="--run: recorded in the run log (manual)")
     more("--python", metavar="PATH", help="interpreter for the .bat or crontab (this one)")
     more("--debug", action="store_true", help="show tracebacks")
     more("--version", action="version", version=f"%(prog)s {__version__}")
@@ -4286,6 +4572,15 @@ def _cmd_run(config: Config, args: argparse.Namespace, io: Output) -> int:
                 io.say(f"{sym.fail} copy to {far.destination} failed: {far.error}")
                 if far.hint:
                     io.say(f"   hint: {far.hint}")
+        for damaged in report.damaged_backups:
+            io.say(
+                f"{sym.fail} damaged backup {damaged['backup']}: {damaged['problem']}; "
+                "it was not sent anywhere"
+            )
+            io.say(
+                "   hint: run --verify to see every damaged backup; delete this one (a newer "
+                "backup or a destination's copy is sound) or put a good copy back under its name"
+            )
         io.say(rule)
         status = (
             f"{sym.fail} Backup finished with failures"
@@ -4293,7 +4588,10 @@ def _cmd_run(config: Config, args: argparse.Namespace, io: Output) -> int:
             else f"{sym.ok} Backup finished"
         )
         io.say(status)
-        io.say(f"   backups made: {len(ok)}, {sum(r.size_bytes or 0 for r in ok):,} bytes")
+        written = sum(r.size_bytes or 0 for r in ok if not r.linked_to)
+        linked = sum(1 for r in ok if r.linked_to)
+        shared = f" ({linked} unchanged, sharing the previous file)" if linked else ""
+        io.say(f"   backups made: {len(ok)}{shared}, {written:,} bytes written")
         io.say(f"   old backups pruned: {len(pruned)}")
         io.say(f"   folder: {config.backup_dir}")
         io.say(rule)
@@ -4304,11 +4602,28 @@ def _cmd_history(config: Config, args: argparse.Namespace, io: Output) -> int:
     if args.limit < 1:
         raise _usage_error("--limit must be at least 1")
     log, warning = read_run_log(config.log_file)
+    source = "run log"
+    if log.get("damaged") or log.get("unreadable") or not os.path.lexists(config.log_file):
+        # Backups outlive their log: list what is on disk rather than claim there is none.
+        rows = collect_history_from_disk(config, args.limit)
+        source = "backup folder"
+        if warning is None:
+            warning = f"there is no run log {config.log_file}"
+        if rows:
+            warning += f"; showing the backups found in {config.backup_dir} instead"
+    else:
+        rows = collect_history(log, args.limit)
     if warning:
         io.warn(warning)
-    rows = collect_history(log, args.limit)
     if args.json:
-        io.print_json({"log_file": str(config.log_file), "backups": rows})
+        io.print_json(
+            {
+                "log_file": str(config.log_file),
+                "source": source,
+                "warning": warning,
+                "backups": rows,
+            }
+        )
     else:
         io.say(render_history(rows, io.symbols))
     return ExitCode.OK
@@ -4332,7 +4647,11 @@ def _cmd_show_config(config: Config, args: argparse.Namespace, io: Output) -> in
 
 
 def _cmd_schedule(config: Config, args: argparse.Namespace, io: Output) -> int:
-    stop = StopFlag()
+    stop = StopFlag(
+        on_busy=lambda: io.error(
+            "stopping once the backup in progress has finished; press Ctrl+C again to stop now"
+        )
+    )
     for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), stop.request)
@@ -4340,6 +4659,7 @@ def _cmd_schedule(config: Config, args: argparse.Namespace, io: Output) -> int:
     def job(trigger: str) -> None:
         # Never raise into schedule: a failed run is logged and the timetable goes on.
         job_args = argparse.Namespace(**{**vars(args), "trigger": trigger, "json": False})
+        stop.busy = True
         try:
             _cmd_run(config, job_args, io)
         except BackupError as exc:
@@ -4350,8 +4670,11 @@ def _cmd_schedule(config: Config, args: argparse.Namespace, io: Output) -> int:
                 import traceback
 
                 traceback.print_exc(file=io.err)
+        finally:
+            stop.busy = False
 
     build_scheduler(config, lambda at: None)  # fail fast on a missing package or bad zone
+    check_run_requirements(config)
     run_scheduler(config, job, stop=stop, say=io.say)
     io.say("Scheduler stopped.")
     return ExitCode.OK
@@ -4415,30 +4738,87 @@ def _cmd_verify(config: Config, args: argparse.Namespace, io: Output) -> int:
     if args.json:
         io.print_json({"ok": not failed, "backups": [r.to_json() for r in results]})
     elif not results:
-        io.say(f"{io.symbols.warn} no backups found in {config.backup_dir}")
+        io.say(f"{io.symbols.fail} no backups found in {config.backup_dir}: nothing was verified")
     else:
         for r in results:
             known = "SHA-256 matches the log" if r.expected_sha256 else "SHA-256 not in the log"
             text = f"{r.integrity}, {known}" if r.ok else r.error
             io.say(f"{io.symbols.ok if r.ok else io.symbols.fail} {Path(r.path).name}: {text}")
         io.say(f"{len(results) - len(failed)} of {len(results)} backup(s) passed")
-    return ExitCode.FAILED if failed else ExitCode.OK
+    # No backup at all is a failure too: a daily --verify must not pass on an empty folder.
+    return ExitCode.FAILED if failed or not results else ExitCode.OK
 
 
 def _confirm(io: Output, question: str) -> bool:
     io.out.write(f"{question} Type yes to go on: ")
     io.out.flush()
     try:
-        return sys.stdin.readline().strip().lower() in ("y", "yes")
+        # Only the whole word: a stray "y" must not replace a database.
+        return sys.stdin.readline().strip().lower() == "yes"
     except (OSError, ValueError):
         return False
 
 
+def _restore_risks(
+    config: Config, plan: RestorePlan, args: argparse.Namespace, log_warning: str | None
+) -> list[tuple[str, str, bool]]:
+    """What could make this restore a mistake: (text, the flag that accepts it, accepted)."""
+    risks = []
+    if plan.expected_sha256 is None:
+        unread = f" (it could not be read: {log_warning})" if log_warning else ""
+        risks.append(
+            (
+                f"{plan.backup.name} is not a backup the run log {config.log_file} knows"
+                f"{unread}: its SHA-256 cannot be checked, so a changed or planted file would "
+                "not be noticed",
+                "--allow-unlogged",
+                bool(args.allow_unlogged),
+            )
+        )
+    if plan.other_database:
+        risks.append(
+            (
+                f"{plan.backup.name} is a backup of {plan.backup_of}, but {plan.target} is "
+                f"the database {plan.database}",
+                "--allow-other-database",
+                bool(args.allow_other_database),
+            )
+        )
+    return risks
+
+
+def _undo_command(config: Config, safety_copy: str, target: Path) -> str:
+    """The command that puts the replaced database back, as it runs when pasted."""
+    words = [sys.executable, str(Path(__file__).resolve())]
+    if config.config_file is not None:
+        words += ["--config", str(config.config_file)]
+    if "databases" in config.from_flags:
+        for db in config.databases:
+            words += ["--db", f"{db.name}={db.path}"]
+    for key in ("backup_dir", "log_file"):
+        if key in config.from_flags:
+            words += [_flag_name(key), str(getattr(config, key))]
+    words += ["--restore", safety_copy, "--target", str(target), "--yes"]
+    return shell_command(words)
+
+
 def _cmd_restore(config: Config, args: argparse.Namespace, io: Output) -> int:
     target = _resolve(args.target, Path.cwd()) if args.target else None
-    plan = plan_restore(config, _resolve(args.restore, Path.cwd()), target)
+    log, log_warning = read_run_log(config.log_file)
+    plan = plan_restore(config, _resolve(args.restore, Path.cwd()), target, log=log)
+    risks = _restore_risks(config, plan, args, log_warning)
     question = f"Replace {plan.target} with {plan.backup.name}? The app must be stopped."
-    if not args.yes:
+    if args.yes:
+        for text, flag, accepted in risks:
+            if not accepted:
+                raise _usage_error(
+                    f"refusing to restore: {text}; nothing was changed",
+                    f"pick a backup from --history, or add {flag} if you are sure",
+                )
+        for text, _, _ in risks:
+            io.warn(text)
+    else:
+        question = "".join(f"{io.symbols.warn} {text}.\n" for text, _, _ in risks) + question
         if not (sys.stdin.isatty() and io.out.isatty()):
             raise _usage_error(
                 "refusing to restore without confirmation: not on a terminal",
@@ -4456,10 +4836,7 @@ def _cmd_restore(config: Config, args: argparse.Namespace, io: Output) -> int:
         io.say(f"   moved aside, as it was: {path}")
     if record["safety_copy"] and record["safety_copy"] not in record["moved_aside"]:
         io.say(f"   the replaced database is kept as {record['safety_copy']}")
-        io.say(
-            f'   to undo: {SCRIPT_NAME} --restore "{record["safety_copy"]}" '
-            f'--target "{plan.target}" --yes'
-        )
+        io.say(f"   to undo: {_undo_command(config, record['safety_copy'], plan.target)}")
     io.say("   start the app again.")
     return ExitCode.OK
 
@@ -4490,6 +4867,38 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace, Output], int]] = {
     "restore": _cmd_restore,
     "check": _cmd_check,
 }
+
+
+# Action options and the actions they mean something to; any other action refuses them,
+# so that "--run --target x" is not mistaken for something it does not do.
+_ACTION_OPTIONS: dict[str, tuple[str, ...]] = {
+    "json": ("run", "history", "stats", "verify", "restore", "check", "show_config"),
+    "limit": ("history",),
+    "quick": ("verify",),
+    "target": ("restore",),
+    "yes": ("restore",),
+    "allow_unlogged": ("restore",),
+    "allow_other_database": ("restore",),
+    "trigger": ("run",),
+    "python": ("windows_task", "cron"),
+}
+
+
+def check_action_options(args: argparse.Namespace, action: str) -> None:
+    """Refuse an action option given to an action it means nothing to (exit 2)."""
+    for option, actions in _ACTION_OPTIONS.items():
+        if getattr(args, option) in (None, False) or action in actions:
+            continue
+        used_by = ", ".join("--" + a.replace("_", "-") for a in actions)
+        raise _usage_error(
+            f"--{option.replace('_', '-')} means nothing to --{action.replace('_', '-')}; "
+            f"it is for {used_by}",
+            f"leave out --{option.replace('_', '-')}",
+        )
+    if args.limit is None:
+        args.limit = DEFAULT_HISTORY_LIMIT
+    if args.trigger is None:
+        args.trigger = "manual"
 
 
 def _unknown(io: Output, reason: str, *, as_json: bool) -> int:
@@ -4545,6 +4954,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         io.error(f"{SCRIPT_NAME}: error: choose an action, e.g. --run (see --help)")
         return ExitCode.USAGE
     try:
+        check_action_options(args, action)
         config = build_config(args)
         return _COMMANDS[action](config, args, io)
     except BackupError as exc:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import http.server
+import json
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -230,6 +233,20 @@ def damage_middle_page(path: Path) -> None:
         handle.write(b"\xa5" * page_size)
 
 
+def flip_middle_bytes(path: Path, count: int = 64) -> None:
+    """Overwrite ``count`` bytes in the middle of a file in place: same size, header intact.
+
+    Bit rot or tampering that leaves a backup looking whole; only its SHA-256 tells.
+    """
+    size = path.stat().st_size
+    assert size > 4 * count, f"{path} is too small to damage in the middle"
+    with open(path, "r+b") as handle:
+        handle.seek(size // 2)
+        before = handle.read(count)
+        handle.seek(size // 2)
+        handle.write(bytes(b ^ 0xFF for b in before))
+
+
 def journal_mode_in_header(path: Path) -> str:
     """The journal mode a file opens in, "wal" or "rollback", from header bytes 18-19."""
     with open(path, "rb") as handle:
@@ -257,3 +274,62 @@ def mounted_tmpfs(folder: Path, size: str = "2m") -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+# --------------------------------------------------------------------------------------
+# A real webhook receiver (alerts)
+# --------------------------------------------------------------------------------------
+
+
+class Webhook:
+    """An HTTP server on 127.0.0.1 that records each POST and answers with ``status``."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.requests: list[dict[str, Any]] = []
+        hook = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                hook.requests.append(
+                    {
+                        "path": self.path,
+                        "content_type": self.headers.get("Content-Type", ""),
+                        "body": body,
+                    }
+                )
+                self.send_response(hook.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "11")
+                self.end_headers()
+                self.wfile.write(b'{"ok":true}')
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    @property
+    def bodies(self) -> list[Any]:
+        return [json.loads(r["body"]) for r in self.requests]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    server = Webhook()
+    try:
+        yield server
+    finally:
+        server.close()

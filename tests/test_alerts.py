@@ -6,7 +6,6 @@ and no webhook secret (a query token, Slack's secret path) is ever printed or lo
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import shlex
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import HOLD_LOCK, SCRIPT, App, assert_no_traceback, make_config, make_db
+from conftest import HOLD_LOCK, SCRIPT, App, Webhook, assert_no_traceback, make_config, make_db
 
 DB = "pet_painting.db"
 TOKEN = "tok3n-Qx7Zr9-NEVER-SHOWN"
@@ -31,60 +30,6 @@ SLACK_SECRET = "sl4ckS3cretPathNEVERshown"
 
 
 # -- servers ---------------------------------------------------------------------------------
-
-
-class Webhook:
-    """An HTTP server on 127.0.0.1 that records each POST and answers with ``status``."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.requests: list[dict[str, Any]] = []
-        hook = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                hook.requests.append(
-                    {
-                        "path": self.path,
-                        "content_type": self.headers.get("Content-Type", ""),
-                        "body": body,
-                    }
-                )
-                self.send_response(hook.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "11")
-                self.end_headers()
-                self.wfile.write(b'{"ok":true}')
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    @property
-    def bodies(self) -> list[Any]:
-        return [json.loads(r["body"]) for r in self.requests]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=30)
-
-
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    server = Webhook()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 class RawServer:
@@ -521,7 +466,8 @@ def test_run_that_cannot_make_its_backup_folder_is_announced(
         "--notify-command",
         command,
     )
-    assert result.returncode == 1, result.stdout + result.stderr
+    # A backup folder that cannot be made is a configuration error (exit 2), announced too.
+    assert result.returncode == 2, result.stdout + result.stderr
     assert_no_traceback(result)
     (body,) = webhook.bodies
     assert body["run"]["status"] == "failed"
@@ -631,7 +577,10 @@ def test_folder_the_user_cannot_enter_is_a_clear_error_and_an_alert(
         text=True,
         timeout=120,
     )
-    assert result.returncode == 1, result.stdout + result.stderr
+    # A log folder it cannot enter fails the run (1); a backup folder it cannot make is a
+    # configuration error (2).
+    expected = 2 if where == "--backup-dir" else 1
+    assert result.returncode == expected, result.stdout + result.stderr
     assert_no_traceback(result)
     assert "unexpected error" not in result.stderr
     assert "no permission while" in result.stderr and str(shut) in result.stderr

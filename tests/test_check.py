@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import App, assert_no_traceback, make_db, mounted_tmpfs
+from conftest import App, assert_no_traceback, flip_middle_bytes, make_db, mounted_tmpfs
 
 import database_backup_scheduler as dbs
 
@@ -147,6 +147,36 @@ def test_check_is_critical_when_the_newest_backup_is_not_sqlite(app: App) -> Non
     assert result.returncode == 2, result.stdout + result.stderr
     assert first_line(result).startswith("CRITICAL: ")
     assert newest.name in first_line(result)
+
+
+def test_check_is_critical_when_the_newest_backup_has_bytes_changed_in_place(app: App) -> None:
+    back_up(app)
+    make_db(app.main_db, rows=20)  # new content: the next backup is a file of its own
+    newest = back_up(app)
+    size = newest.stat().st_size
+    flip_middle_bytes(newest)  # bit rot: same size, header intact
+    assert newest.stat().st_size == size
+
+    result = app.run("--check")
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert first_line(result).startswith("CRITICAL: ")
+    assert "newest backup is damaged" in first_line(result)
+    assert str(newest) in first_line(result)
+    assert "--verify" in first_line(result)
+
+
+def test_check_is_ok_when_a_rewritten_newest_backup_still_has_its_recorded_bytes(app: App) -> None:
+    back_up(app)
+    make_db(app.main_db, rows=20)
+    newest = back_up(app)
+    flip_middle_bytes(newest)
+    flip_middle_bytes(newest)  # flipped back: the bytes the run log recorded
+
+    result = app.run("--check")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert first_line(result).startswith("OK: ")
 
 
 def test_check_is_critical_when_the_only_backup_is_truncated(app: App) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -14,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import App, assert_no_traceback, integrity, make_config, make_db
+from conftest import SCRIPT, App, assert_no_traceback, integrity, make_config, make_db
 
 import database_backup_scheduler as dbs
 
 CONFIG_NAME = "database_backup_config.json"
+README = SCRIPT.parent / "README.md"
 
 
 def show_config(app: App, *flags: str, cwd: Path | None = None) -> dict[str, Any]:
@@ -549,3 +551,276 @@ def test_output_to_a_closed_pipe_does_not_abort_the_run(app: App, closed: str) -
     assert log["runs"][-1]["results"][0]["status"] == "ok"
     if proc.stderr is not None:
         assert b"Traceback" not in proc.stderr
+
+
+# -- the README's quick start, in a folder that holds only the script and the app -------
+
+
+def readme_code_block(heading: str) -> list[str]:
+    """The first code block (indented or fenced) after a ``## `` heading of the README."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    start = lines.index(f"## {heading}") + 1
+    block: list[str] = []
+    fenced = False
+    for line in lines[start:]:
+        if fenced:
+            if line.startswith("```"):
+                break
+            block.append(line)
+        elif line.startswith("```"):
+            fenced = True
+        elif line.startswith("    "):
+            block.append(line[4:])
+        elif block:
+            break
+        elif line.startswith("## "):
+            break
+    assert block, f"no code block after '## {heading}' in {README}"
+    return block
+
+
+@pytest.mark.parametrize(
+    "heading", ["Quick start in an app", "快速上手（中文）"], ids=["english", "chinese"]
+)
+def test_readme_quick_start_commands_succeed_in_an_app_folder_without_requirements_txt(
+    tmp_path: Path, heading: str
+) -> None:
+    app_folder = tmp_path / "operators-app"
+    app_folder.mkdir()
+    shutil.copy2(SCRIPT, app_folder / SCRIPT.name)
+    make_db(app_folder / "instance" / "pet_painting.db", rows=20)
+    commands = [
+        shlex.split(line, comments=True)
+        for line in readme_code_block(heading)
+        if line.startswith("python ")
+    ]
+    assert any("pip" in words for words in commands), commands
+    assert any("--run" in words for words in commands), commands
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+    for words in commands:
+        result = subprocess.run(
+            [sys.executable, *words[1:]],
+            cwd=app_folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=300,
+        )
+        assert result.returncode == 0, f"{words}:\n{result.stdout}{result.stderr}"
+
+    assert not (app_folder / "requirements.txt").exists()
+    assert len(App(app_folder).backups("pet_painting.db")) == 1
+
+
+# -- exit codes of the refusals: 2 for what the operator must change ------------------
+
+
+def run_without_site_packages(app: App, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the script with ``python -S``: no site-packages, so no schedule, pytz, zstandard."""
+    return subprocess.run(
+        [sys.executable, "-S", str(app.script), *args],
+        cwd=app.root,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=120,
+    )
+
+
+def skip_if_importable_without_site_packages(module: str) -> None:
+    """Skip where ``python -S`` still finds ``module`` (e.g. through PYTHONPATH)."""
+    probe = subprocess.run(
+        [sys.executable, "-S", "-c", f"import {module}"], capture_output=True, timeout=60
+    )
+    if probe.returncode == 0:
+        pytest.skip(f"'{module}' is importable even with python -S here")
+
+
+def test_schedule_without_the_schedule_package_exits_2_naming_what_to_install(app: App) -> None:
+    skip_if_importable_without_site_packages("schedule")
+
+    result = run_without_site_packages(app, "--schedule")
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert_no_traceback(result)
+    assert "needs the 'schedule' package" in result.stderr
+    assert "pip install 'schedule>=1.2,<2' pytz" in result.stderr
+    assert app.backups() == []
+    assert not app.log_file.exists()
+
+
+def test_compress_zstd_without_zstandard_exits_2_before_the_run(app: App) -> None:
+    skip_if_importable_without_site_packages("zstandard")
+
+    result = run_without_site_packages(app, "--run", "--compress", "zstd")
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert_no_traceback(result)
+    assert "pip install zstandard" in result.stderr
+    assert not app.log_file.exists()
+    assert not app.backup_dir.exists()
+
+
+def test_backup_dir_under_a_regular_file_exits_2_naming_the_file(app: App, tmp_path: Path) -> None:
+    a_file = tmp_path / "afile"
+    a_file.write_bytes(b"x")
+
+    result = app.run("--run", "--backup-dir", str(a_file / "x"))
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert_no_traceback(result)
+    assert f"cannot create the backup directory {a_file / 'x'}: {a_file} is a file" in (
+        result.stderr
+    )
+    assert "choose another --backup-dir" in result.stderr
+    assert a_file.read_bytes() == b"x"
+    assert not app.log_file.exists()
+
+
+def test_backup_dir_under_etc_passwd_exits_2(app: App) -> None:
+    if not Path("/etc/passwd").is_file():
+        pytest.skip("no /etc/passwd here")
+
+    result = app.run("--run", "--backup-dir", "/etc/passwd/x")
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert_no_traceback(result)
+    assert "/etc/passwd is a file" in result.stderr
+
+
+def test_run_in_a_folder_without_instance_exits_2_and_creates_no_instance_folder(
+    tmp_path: Path,
+) -> None:
+    bare = tmp_path / "not-an-app"
+    bare.mkdir()
+    shutil.copy2(SCRIPT, bare / SCRIPT.name)
+
+    result = App(bare).run("--run")
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert_no_traceback(result)
+    assert "there is no folder" in result.stderr
+    assert str(bare / "instance") in result.stderr
+    assert sorted(p.name for p in bare.iterdir()) == [SCRIPT.name]
+
+
+def test_verify_with_no_backups_at_all_exits_1(app: App) -> None:
+    result = app.run("--verify")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert_no_traceback(result)
+    assert "no backups found" in result.stdout
+
+
+def test_copy_to_the_backup_folder_itself_exits_2(app: App) -> None:
+    result = app.run("--run", "--copy-to", str(app.backup_dir))
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert_no_traceback(result)
+    assert "is the backup folder itself" in result.stderr
+    assert app.backups() == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "option", "action", "meant_for"),
+    [
+        (["--run", "--target", "x"], "target", "run", "--restore"),
+        (["--run", "--yes"], "yes", "run", "--restore"),
+        (["--run", "--quick"], "quick", "run", "--verify"),
+        (["--history", "--quick"], "quick", "history", "--verify"),
+        (["--stats", "--limit", "5"], "limit", "stats", "--history"),
+        (["--cron", "--json"], "json", "cron", "--run"),
+        (["--verify", "--trigger", "cron"], "trigger", "verify", "--run"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
+def test_action_option_given_to_an_action_it_means_nothing_to_exits_2(
+    app: App, flags: list[str], option: str, action: str, meant_for: str
+) -> None:
+    result = app.run(*flags)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert_no_traceback(result)
+    assert f"--{option} means nothing to --{action}; it is for {meant_for}" in result.stderr
+    assert app.backups() == []
+    assert not app.log_file.exists()
+
+
+def test_check_with_an_option_it_means_nothing_to_is_nagios_unknown(app: App) -> None:
+    result = app.run("--check", "--target", "x")
+
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert result.stdout.startswith("UNKNOWN:"), result.stdout
+    assert "--target means nothing to --check" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--run", "--trigger", "cron"],
+        ["--history", "--limit", "5"],
+        ["--verify", "--quick"],
+        ["--check", "--json"],
+    ],
+    ids=" ".join,
+)
+def test_action_option_given_to_its_own_action_still_works(app: App, flags: list[str]) -> None:
+    assert app.run("--run").returncode == 0
+
+    result = app.run(*flags)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "means nothing" not in result.stderr + result.stdout
+
+
+# -- JSON on a console in another encoding ---------------------------------------------
+
+
+def history_json_bytes(app: App, db: str, encoding: str) -> bytes:
+    """``--history --json`` stdout as raw bytes, on a console in ``encoding``."""
+    result = subprocess.run(
+        [sys.executable, str(app.script), "--history", "--json", "--db", db],
+        cwd=app.root,
+        env={**os.environ, "PYTHONIOENCODING": encoding},
+        capture_output=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr.decode(encoding, "replace")
+    return result.stdout
+
+
+@pytest.fixture
+def chinese_history(app: App, tmp_path: Path) -> str:
+    """A --db flag for a database under a Chinese path, with one backup in the run log."""
+    db = f"宠物.db={make_db(tmp_path / '数据' / '宠物.db', rows=5)}"
+    assert app.run("--run", "--db", db).returncode == 0
+    return db
+
+
+def test_history_json_on_a_gbk_console_is_gbk_json_with_the_chinese_as_it_is(
+    app: App, chinese_history: str
+) -> None:
+    text = history_json_bytes(app, chinese_history, "gbk").decode("gbk")
+
+    document = json.loads(text)
+    assert "宠物.db" in text
+    assert "\\u" not in text
+    [row] = document["backups"]
+    assert row["database"] == "宠物.db"
+    assert Path(row["file"]).name.startswith("宠物.db.")
+
+
+def test_history_json_on_an_ascii_console_escapes_the_chinese_to_the_same_paths(
+    app: App, chinese_history: str
+) -> None:
+    gbk = json.loads(history_json_bytes(app, chinese_history, "gbk").decode("gbk"))
+
+    text = history_json_bytes(app, chinese_history, "ascii").decode("ascii")
+
+    assert "\\u" in text
+    assert json.loads(text) == gbk

@@ -23,7 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import App, assert_no_traceback, integrity, make_db, mounted_tmpfs, plant_backup
+from conftest import (
+    App,
+    Webhook,
+    assert_no_traceback,
+    damage_middle_page,
+    flip_middle_bytes,
+    integrity,
+    make_db,
+    mounted_tmpfs,
+    plant_backup,
+)
 
 import database_backup_scheduler as dbs
 
@@ -650,3 +660,258 @@ def test_check_warns_when_a_destination_failed(app: App, tmp_path: Path) -> None
     assert result.returncode == dbs.CheckStatus.WARNING, result.stdout
     assert result.stdout.startswith("WARNING")
     assert str(nas) in result.stdout
+
+
+# -- damaged local backups are held back ------------------------------------------------------
+
+
+def change_database(app: App) -> None:
+    """New rows in the main database, so that the next backup is a file of its own."""
+    make_db(app.main_db, rows=20)
+
+
+def backup_made(app: App) -> Path:
+    """The backup the newest run made of the main database (from the run log)."""
+    (result,) = [r for r in last_run(app)["results"] if r["database"] == DB]
+    assert result["status"] == "ok", result
+    return Path(result["backup"])
+
+
+def damaged_between_good_backups(app: App) -> tuple[Path, Path]:
+    """Two runs, the second backup damaged in place (bit rot), then the database changed.
+
+    Returns (the first backup, the damaged second one); the next run makes a third, sound one.
+    """
+    run_ok(app)
+    first = backup_made(app)
+    change_database(app)
+    run_ok(app)
+    damaged = backup_made(app)
+    assert damaged != first
+    size = damaged.stat().st_size
+    flip_middle_bytes(damaged)
+    assert damaged.stat().st_size == size
+    change_database(app)
+    return first, damaged
+
+
+def folder_hashes(folder: Path) -> set[str]:
+    return {sha256(p) for p in folder.iterdir() if p.is_file()}
+
+
+def damaged_line(backup: Path) -> str:
+    return (
+        f"❌ damaged backup {backup}: its SHA-256 differs from the one recorded when it was "
+        "made; it was not sent anywhere"
+    )
+
+
+def test_damaged_local_backup_with_two_destinations_and_a_newer_good_one_is_sent_to_neither(
+    app: App, s3: S3Server, tmp_path: Path
+) -> None:
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    first, damaged = damaged_between_good_backups(app)
+    damaged_sha = sha256(damaged)
+
+    result = app.run("--run", "--copy-to", str(nas), *s3.flags(), env=CREDENTIALS)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert_no_traceback(result)
+    newest = backup_made(app)
+    assert newest == newest_backup(app)
+    # An empty destination catches up on every local backup, except the damaged one.
+    assert sorted(os.listdir(nas)) == sorted([first.name, newest.name])
+    assert s3.keys() == sorted([f"app/{first.name}", f"app/{newest.name}"])
+    assert damaged_sha not in folder_hashes(nas)
+    assert damaged_sha not in folder_hashes(s3.root / BUCKET / "app")
+    assert_same_files([first, newest], nas)
+    assert_stored(s3, f"app/{newest.name}", newest)
+    assert_stored(s3, f"app/{first.name}", first)
+    assert damaged.exists()  # the local file is left for the operator to look at
+
+
+def test_damaged_local_backup_is_named_on_stdout_with_a_verify_hint(
+    app: App, tmp_path: Path
+) -> None:
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    _, damaged = damaged_between_good_backups(app)
+
+    result = app.run("--run", "--copy-to", str(nas))
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert damaged_line(damaged) in lines, result.stdout
+    hint = lines[lines.index(damaged_line(damaged)) + 1]
+    assert hint.startswith("   hint: run --verify"), result.stdout
+
+
+def test_damaged_local_backup_is_in_the_json_and_the_run_log_withheld_by_each_destination(
+    app: App, s3: S3Server, tmp_path: Path
+) -> None:
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    _, damaged = damaged_between_good_backups(app)
+
+    result = app.run("--run", "--json", "--copy-to", str(nas), *s3.flags(), env=CREDENTIALS)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    for run in (json.loads(result.stdout), last_run(app)):
+        assert run["status"] == "failed"
+        (found,) = run["damaged_backups"]
+        assert found["backup"] == str(damaged)
+        assert "SHA-256" in found["problem"]
+        folder, bucket = run["destinations"]
+        assert folder["destination"] == str(nas)
+        assert bucket["destination"].startswith(f"s3://{BUCKET}/app")
+        for far in (folder, bucket):
+            assert far["status"] == "ok", far
+            assert far["withheld"] == [damaged.name]
+            assert damaged.name not in far["uploaded"]
+
+
+def test_damaged_local_backup_triggers_an_alert_naming_it(
+    app: App, webhook: Webhook, tmp_path: Path
+) -> None:
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    _, damaged = damaged_between_good_backups(app)
+
+    result = app.run("--run", "--copy-to", str(nas), "--notify-url", webhook.url())
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    (body,) = webhook.bodies
+    assert body["run"]["status"] == "failed"
+    assert body["text"].startswith("FAILED")
+    lines = [line for line in body["text"].splitlines() if str(damaged) in line]
+    assert lines == [
+        f"- damaged backup {damaged}: its SHA-256 differs from the one recorded when it was "
+        "made; not sent anywhere (run --verify)"
+    ], body["text"]
+
+
+def test_check_is_critical_after_a_run_held_back_a_damaged_backup(app: App, tmp_path: Path) -> None:
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    _, damaged = damaged_between_good_backups(app)
+    assert app.run("--run", "--copy-to", str(nas)).returncode == 1
+    assert newest_backup(app) != damaged
+
+    result = app.run("--check", "--copy-to", str(nas))
+
+    assert result.returncode == dbs.CheckStatus.CRITICAL, result.stdout + result.stderr
+    assert result.stdout.startswith("CRITICAL")
+    assert (
+        f"damaged backup {damaged} is held back from off-site copies: run --verify, then "
+        "delete it or put a good copy back under its name"
+    ) in result.stdout
+
+
+def test_damaged_local_backup_is_reported_again_by_each_run_while_it_is_there(
+    app: App, tmp_path: Path
+) -> None:
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    _, damaged = damaged_between_good_backups(app)
+    assert app.run("--run", "--copy-to", str(nas)).returncode == 1
+    change_database(app)
+
+    result = app.run("--run", "--json", "--copy-to", str(nas))
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    run = json.loads(result.stdout)
+    assert run["status"] == "failed"
+    assert [d["backup"] for d in run["damaged_backups"]] == [str(damaged)]
+    assert damaged.name not in os.listdir(nas)
+    assert backup_made(app).name in os.listdir(nas)  # newer sound backups still go
+
+
+def test_deleting_the_damaged_backup_makes_the_next_run_and_check_ok_again(
+    app: App, tmp_path: Path
+) -> None:
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    _, damaged = damaged_between_good_backups(app)
+    assert app.run("--run", "--copy-to", str(nas)).returncode == 1
+    damaged.unlink()
+
+    result = app.run("--run", "--json", "--copy-to", str(nas))
+    check = app.run("--check", "--copy-to", str(nas))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = json.loads(result.stdout)
+    assert (run["status"], run["damaged_backups"]) == ("ok", [])
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert str(damaged) not in check.stdout
+
+
+def test_damaged_newest_local_backup_is_not_sent_and_the_destination_keeps_its_older_copy(
+    app: App, tmp_path: Path
+) -> None:
+    # The optional root database: absent in the last run, so no newer backup of it is made.
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    root = dbs.ROOT_DATABASE_NAME
+    make_db(app.root_db, rows=200)
+    run_ok(app, "--copy-to", str(nas))
+    (older,) = app.backups(root)
+    make_db(app.root_db, rows=20)
+    run_ok(app)
+    (damaged,) = set(app.backups(root)) - {older}
+    flip_middle_bytes(damaged)
+    app.root_db.unlink()
+
+    result = app.run("--run", "--json", "--copy-to", str(nas))
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert_no_traceback(result)
+    assert dbs.list_backups(app.backup_dir, [root])[root][0].path == damaged
+    assert [n for n in os.listdir(nas) if n.startswith(root + ".")] == [older.name]
+    assert sha256(nas / older.name) == sha256(older)
+    run = json.loads(result.stdout)
+    assert [d["backup"] for d in run["damaged_backups"]] == [str(damaged)]
+    (far,) = run["destinations"]
+    assert (far["status"], far["withheld"]) == ("ok", [damaged.name])
+
+
+def test_unlogged_local_backup_that_fails_quick_check_is_not_sent(app: App, tmp_path: Path) -> None:
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    run_ok(app, "--copy-to", str(nas))
+    later = datetime.datetime.now().replace(microsecond=0) + datetime.timedelta(hours=1)
+    planted = plant_backup(app.main_db, app.backup_dir, DB, later)
+    damage_middle_page(planted)
+    change_database(app)
+
+    result = app.run("--run", "--json", "--copy-to", str(nas))
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert newest_backup(app) == planted
+    assert planted.name not in os.listdir(nas)
+    assert sha256(planted) not in folder_hashes(nas)
+    assert backup_made(app).name in os.listdir(nas)  # the sound backup of this run still goes
+    run = json.loads(result.stdout)
+    (found,) = run["damaged_backups"]
+    assert found["backup"] == str(planted)
+    assert "quick_check" in found["problem"]
+    assert run["destinations"][0]["withheld"] == [planted.name]
+
+
+def test_upload_command_that_fails_silently_says_it_printed_nothing(app: App) -> None:
+    command = f"{shlex.quote(sys.executable)} -c 'import sys; sys.exit(1)' {{path}}"
+    label = (
+        f"command {Path(sys.executable).name} #{hashlib.sha256(command.encode()).hexdigest()[:8]}"
+    )
+
+    result = app.run("--run", "--upload-command", command)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert_no_traceback(result)
+    backup = newest_backup(app)
+    failed = destination_result(app)
+    assert failed["status"] == "failed"
+    assert failed["error"] == f"{label} exited 1 for {backup.name} (it printed nothing)"
+    assert failed["hint"]
+    assert failed["error"] in result.stdout + result.stderr
+    assert failed["hint"] in result.stdout + result.stderr

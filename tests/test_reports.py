@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import App, assert_no_traceback, make_config, make_db, plant_backup
+from conftest import SCRIPT, App, assert_no_traceback, make_config, make_db, plant_backup
 
 import database_backup_scheduler as dbs
 
@@ -146,7 +151,148 @@ def test_history_of_a_log_with_odd_values_still_answers(app: App, result: dict[s
 
 
 def test_history_json_is_one_json_document_even_when_empty(app: App) -> None:
-    assert history_json(app) == {"log_file": str(app.log_file), "backups": []}
+    assert history_json(app) == {
+        "log_file": str(app.log_file),
+        "source": "backup folder",
+        "warning": f"there is no run log {app.log_file}",
+        "backups": [],
+    }
+
+
+# -- history when the run log is missing, damaged or unreadable: the backups on disk ---
+
+
+NOBODY = 65534  # the unprivileged user and group of Debian and most Linux systems
+
+
+@pytest.fixture
+def two_backups(app: App) -> list[Path]:
+    """Two real --run's, each making a backup of the main database: oldest first."""
+    backups: list[Path] = []
+    for _ in range(2):
+        made = app.run("--run")
+        assert made.returncode == 0, made.stdout + made.stderr
+        [new] = set(app.backups("pet_painting.db")) - set(backups)
+        backups.append(new)
+    return backups
+
+
+def assert_lists_the_backups_found(stdout: str, backups: list[Path]) -> None:
+    for backup in backups:
+        [line] = [line for line in stdout.splitlines() if backup.name in line]
+        assert "found" in line, stdout
+
+
+def test_history_without_the_run_log_lists_the_backups_found_on_disk(
+    app: App, two_backups: list[Path]
+) -> None:
+    app.log_file.unlink()
+
+    result = app.run("--history")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_no_traceback(result)
+    warning = f"there is no run log {app.log_file}; showing the backups found in {app.backup_dir}"
+    assert f"{warning} instead" in result.stderr
+    assert_lists_the_backups_found(result.stdout, two_backups)
+
+
+def test_history_of_a_damaged_run_log_lists_the_backups_found_on_disk(
+    app: App, two_backups: list[Path]
+) -> None:
+    app.log_file.write_text("{not json", encoding="utf-8")
+
+    result = app.run("--history")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_no_traceback(result)
+    assert "is damaged" in result.stderr
+    assert f"showing the backups found in {app.backup_dir}" in result.stderr
+    assert_lists_the_backups_found(result.stdout, two_backups)
+    assert app.log_file.read_text(encoding="utf-8") == "{not json"
+
+
+def test_history_json_without_the_run_log_names_the_backup_folder_as_its_source(
+    app: App, two_backups: list[Path]
+) -> None:
+    app.log_file.unlink()
+
+    document = history_json(app)
+
+    assert document["log_file"] == str(app.log_file)
+    assert document["source"] == "backup folder"
+    assert document["warning"] == (
+        f"there is no run log {app.log_file}; showing the backups found in {app.backup_dir} instead"
+    )
+    rows = document["backups"]
+    assert [r["file"] for r in rows] == [str(p) for p in reversed(two_backups)]
+    assert {r["status"] for r in rows} == {"found"}
+    assert [r["size_bytes"] for r in rows] == [p.stat().st_size for p in reversed(two_backups)]
+
+
+def test_history_json_from_a_sound_run_log_names_the_run_log_as_its_source(
+    app: App, two_backups: list[Path]
+) -> None:
+    document = history_json(app)
+
+    assert document["source"] == "run log"
+    assert document["warning"] is None
+    assert {r["file"] for r in document["backups"]} >= {str(p) for p in two_backups}
+
+
+@pytest.fixture
+def app_of_nobody() -> Iterator[tuple[list[str], App]]:
+    """An app folder owned by an unprivileged user, and the command prefix that runs the
+    script as that user. Needs root, setpriv and a Python that user can run."""
+    if sys.platform != "linux" or os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("running as another user needs root and setpriv on Linux")
+    python = next(
+        (p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.path.exists(p)), None
+    )
+    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    if python is None or subprocess.run([*as_nobody, python, "-c", "import sqlite3"]).returncode:
+        pytest.skip("no Python outside /root that an unprivileged user can run")
+    base = Path(tempfile.mkdtemp(prefix="dbbackup-history-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        root = base / "app"
+        root.mkdir()
+        shutil.copy(SCRIPT, root / SCRIPT.name)
+        make_db(root / "instance" / "pet_painting.db", rows=50)
+        yield [*as_nobody, python, str(root / SCRIPT.name)], App(root)
+    finally:
+        shutil.rmtree(base)
+
+
+def test_history_of_a_run_log_the_user_cannot_read_lists_the_backups_found_on_disk(
+    app_of_nobody: tuple[list[str], App],
+) -> None:
+    command, app = app_of_nobody
+    for _ in range(2):
+        assert app.run("--run").returncode == 0
+    backups = app.backups("pet_painting.db")
+    for folder, _, files in os.walk(app.root):
+        os.chown(folder, NOBODY, NOBODY)
+        for name in files:
+            os.chown(os.path.join(folder, name), NOBODY, NOBODY)
+    os.chown(app.log_file, 0, 0)
+    app.log_file.chmod(0o600)
+
+    result = subprocess.run(
+        [*command, "--history"],
+        cwd=app.root,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_no_traceback(result)
+    assert "cannot read run log" in result.stderr
+    assert f"showing the backups found in {app.backup_dir}" in result.stderr
+    assert_lists_the_backups_found(result.stdout, backups)
 
 
 # -- stats -----------------------------------------------------------------------------

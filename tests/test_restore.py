@@ -11,6 +11,7 @@ import contextlib
 import gzip
 import json
 import os
+import select
 import shlex
 import shutil
 import sqlite3
@@ -22,10 +23,12 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    SCRIPT,
     App,
     assert_no_traceback,
     damage_middle_page,
     dump,
+    integrity,
     journal_mode_in_header,
     make_db,
 )
@@ -140,6 +143,100 @@ def file_state(path: Path) -> tuple[bytes, int]:
     return path.read_bytes(), path.stat().st_mtime_ns
 
 
+def undo_command(result: subprocess.CompletedProcess[str]) -> str:
+    """The command of the "to undo:" line a restore printed, as the operator would copy it."""
+    (line,) = [line for line in result.stdout.splitlines() if "to undo:" in line]
+    return line.split("to undo: ", 1)[1]
+
+
+def run_in_bash(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a printed command line as pasted into a POSIX shell."""
+    if shutil.which("bash") is None:
+        pytest.skip("needs bash to run the printed command as pasted")
+    return subprocess.run(
+        ["bash", "-c", command],
+        cwd=str(cwd),
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=120,
+    )
+
+
+def plant_copy(backup: Path) -> Path:
+    """A copy of ``backup`` dropped beside it under another backup's name (the run log
+    knows nothing of it)."""
+    planted = backup.with_name(backup.name.replace(".bak", "-1.bak"))
+    assert dbs.is_backup_name(planted.name, "pet_painting.db")
+    shutil.copyfile(backup, planted)
+    return planted
+
+
+def change_row_data(path: Path, size: int = 64) -> None:
+    """Flip ``size`` bytes inside one row's data: the file stays a well-formed database that
+    passes integrity_check, with other content."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    try:
+        (pad,) = conn.execute("SELECT pad FROM items WHERE id = 100").fetchone()
+    finally:
+        conn.close()
+    data = bytearray(path.read_bytes())
+    assert data.count(pad) == 1
+    at = data.index(pad)
+    data[at : at + size] = bytes(b ^ 0xFF for b in data[at : at + size])
+    path.write_bytes(bytes(data))
+
+
+def restore_on_a_terminal(
+    app: App, backup: Path, answer: str, *args: str, timeout: float = 60
+) -> tuple[int, str, str]:
+    """--restore without --yes, its stdin and stdout on a pseudo-terminal; ``answer`` is
+    typed once the question ends. Returns (exit code, what the terminal showed, stderr)."""
+    if not hasattr(os, "openpty"):
+        pytest.skip("needs a pseudo-terminal (POSIX)")
+    master, slave = os.openpty()
+    try:
+        child = subprocess.Popen(
+            [sys.executable, str(app.script), "--restore", str(backup), *args],
+            cwd=str(app.root),
+            env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+            stdin=slave,
+            stdout=slave,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        os.close(slave)
+    shown = b""
+    answered = False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child has closed its terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if not answered and b"Type yes to go on: " in shown:
+                os.write(master, answer.encode() + b"\n")
+                answered = True
+        _, err = child.communicate(timeout=timeout)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=30)
+        os.close(master)
+    assert answered, shown.decode("utf-8", "replace") + err
+    return child.returncode, shown.decode("utf-8", "replace"), err
+
+
 # --------------------------------------------------------------------------------------
 # Round trip, safety copy, undo
 # --------------------------------------------------------------------------------------
@@ -236,17 +333,73 @@ def test_restore_with_target_prints_an_undo_that_restores_that_target(app: App) 
     backup = back_up(app)
     make_db(app.root_db, rows=30, journal_mode="delete")
     main_before, root_before = dump(app.main_db), dump(app.root_db)
-    result = restore(app, backup, "--target", str(app.root_db))
+    # A backup of pet_painting.db into root_pet_painting.db: another database, on purpose.
+    result = restore(app, backup, "--target", str(app.root_db), "--allow-other-database")
     assert result.returncode == 0, result.stdout + result.stderr
     assert dump(app.root_db) == dump(backup, immutable=True)
     (undo_line,) = [line for line in result.stdout.splitlines() if "to undo:" in line]
     undo = shlex.split(undo_line.split("to undo:", 1)[1])
+    assert Path(undo[1]) == app.script.resolve()  # the line starts: python script
 
-    undone = app.run(*undo[1:])
+    undone = app.run(*undo[2:])
 
     assert undone.returncode == 0, undone.stdout + undone.stderr
     assert dump(app.main_db) == main_before, "the undo replaced a database it never touched"
     assert dump(app.root_db) == root_before
+
+
+def test_restore_undo_line_run_as_printed_puts_the_replaced_content_back(
+    app: App, tmp_path: Path
+) -> None:
+    backup = back_up(app)
+    add_rows(app.main_db)
+    before = dump(app.main_db)
+    result = restore(app, backup)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    undone = run_in_bash(undo_command(result), cwd=tmp_path)  # not from the app root
+
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert dump(app.main_db) == before
+
+
+def test_restore_undo_line_runs_as_printed_from_an_app_path_with_a_space_and_quotes(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "Jo's pet app $HOME"
+    root.mkdir()
+    shutil.copy2(SCRIPT, root / SCRIPT.name)
+    app = App(root)
+    make_db(app.main_db, rows=200)
+    backup = back_up(app)
+    add_rows(app.main_db)
+    before = dump(app.main_db)
+    result = restore(app, backup)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    undone = run_in_bash(undo_command(result), cwd=tmp_path)
+
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert dump(app.main_db) == before
+
+
+def test_restore_undo_line_keeps_the_backup_folder_and_run_log_given_as_flags(
+    app: App, tmp_path: Path
+) -> None:
+    flags = ("--backup-dir", "kept", "--log-file", "runs.json")  # relative to the app root
+    made = app.run("--run", *flags)
+    assert made.returncode == 0, made.stdout + made.stderr
+    (backup,) = (app.root / "kept").glob("*.bak")
+    add_rows(app.main_db)
+    before = dump(app.main_db)
+    result = app.run("--restore", str(backup), "--yes", "--busy-timeout", "1", *flags)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    undone = run_in_bash(undo_command(result), cwd=tmp_path)
+
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert dump(app.main_db) == before
+    assert not app.log_file.exists(), "the undo wrote to the default run log"
 
 
 def test_restore_records_a_restore_run_in_the_log(app: App) -> None:
@@ -390,11 +543,29 @@ def test_restore_refuses_while_another_process_has_the_wal_database_open(app: Ap
     assert "in use by another process" in result.stderr
     assert "open" in result.stderr  # the cause: it has the database open
     assert "stop the app" in result.stderr
-    assert elapsed < 15
+    assert elapsed < 5
     assert dump(app.main_db) == content
     assert journal_mode_in_header(app.main_db) == "wal"
     assert safety_copies(app) == []
     assert_no_traceback(result)
+
+
+def test_restore_gives_up_on_an_app_holding_the_wal_database_within_5_s_despite_busy_timeout(
+    app: App,
+) -> None:
+    backup = back_up(app)
+    add_rows(app.main_db)
+    content = dump(app.main_db)
+
+    with running_app(app.main_db, "idle-after-read"):
+        started = time.monotonic()
+        result = app.run("--restore", str(backup), "--yes", "--busy-timeout", "60")
+        elapsed = time.monotonic() - started
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "in use by another process" in result.stderr
+    assert elapsed < 5
+    assert dump(app.main_db) == content
 
 
 @pytest.mark.parametrize("how", ["begin-immediate", "read-transaction"])
@@ -417,7 +588,7 @@ def test_restore_refuses_while_another_process_holds_a_transaction(app: App, how
     assert safety_copies(app) == []
 
 
-def test_restore_waits_for_an_app_that_closes_within_the_busy_timeout(app: App) -> None:
+def test_restore_waits_a_few_seconds_for_an_app_that_closes(app: App) -> None:
     backup = back_up(app)
     add_rows(app.main_db)
 
@@ -517,3 +688,178 @@ def test_restore_leaves_no_temporary_files(app: App) -> None:
     ]
     assert leftovers == []
     assert not os.path.exists(f"{app.main_db}-journal")
+
+
+# --------------------------------------------------------------------------------------
+# A backup the run log does not know, a backup of another database: refused unless allowed
+# --------------------------------------------------------------------------------------
+
+
+def hint_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if "hint:" in line]
+
+
+def warning_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("⚠️ warning:")]
+
+
+def test_restore_refuses_a_backup_the_run_log_does_not_know(app: App) -> None:
+    planted = plant_copy(back_up(app))
+    add_rows(app.main_db)
+    state = file_state(app.main_db)
+
+    result = restore(app, planted)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "refusing to restore:" in result.stderr
+    assert "is not a backup the run log" in result.stderr
+    assert any("--allow-unlogged" in line for line in hint_lines(result)), result.stderr
+    assert file_state(app.main_db) == state
+    assert safety_copies(app) == []
+    assert_no_traceback(result)
+
+
+def test_restore_refuses_a_backup_once_its_run_log_is_gone(app: App) -> None:
+    backup = back_up(app)
+    add_rows(app.main_db)
+    app.log_file.unlink()
+    state = file_state(app.main_db)
+
+    result = restore(app, backup)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "is not a backup the run log" in result.stderr
+    assert any("--allow-unlogged" in line for line in hint_lines(result)), result.stderr
+    assert file_state(app.main_db) == state
+    assert safety_copies(app) == []
+
+
+def test_restore_refuses_a_planted_backup_with_64_bytes_of_row_data_changed(app: App) -> None:
+    backup = back_up(app)
+    planted = plant_copy(backup)
+    change_row_data(planted)
+    assert integrity(planted) == "ok"  # well-formed: only the run log can tell
+    assert dump(planted, immutable=True) != dump(backup, immutable=True)
+    state = file_state(app.main_db)
+
+    result = restore(app, planted)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "is not a backup the run log" in result.stderr
+    assert file_state(app.main_db) == state
+    assert safety_copies(app) == []
+
+
+def test_restore_with_allow_unlogged_restores_an_unlogged_backup_with_a_warning(
+    app: App,
+) -> None:
+    planted = plant_copy(back_up(app))
+    add_rows(app.main_db)
+
+    result = restore(app, planted, "--allow-unlogged")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dump(app.main_db) == dump(planted, immutable=True)
+    assert any("is not a backup the run log" in line for line in warning_lines(result)), (
+        result.stderr
+    )
+
+
+def test_restore_refuses_a_backup_of_another_database_into_the_app_database(app: App) -> None:
+    make_db(app.root_db, rows=50, journal_mode="delete")
+    backup = back_up(app, "root_pet_painting.db")
+    state = file_state(app.main_db)
+
+    result = restore(app, backup, "--target", str(app.main_db))
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "refusing to restore:" in result.stderr
+    assert "is a backup of root_pet_painting.db" in result.stderr
+    assert any("--allow-other-database" in line for line in hint_lines(result)), result.stderr
+    assert file_state(app.main_db) == state
+    assert safety_copies(app) == []
+    assert_no_traceback(result)
+
+
+def test_restore_with_allow_other_database_restores_another_database_backup_with_a_warning(
+    app: App,
+) -> None:
+    make_db(app.root_db, rows=50, journal_mode="delete")
+    backup = back_up(app, "root_pet_painting.db")
+
+    result = restore(app, backup, "--target", str(app.main_db), "--allow-other-database")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dump(app.main_db) == dump(backup, immutable=True)
+    assert any("is a backup of root_pet_painting.db" in line for line in warning_lines(result)), (
+        result.stderr
+    )
+
+
+def test_restore_into_a_scratch_file_needs_no_allow_other_database(
+    app: App, tmp_path: Path
+) -> None:
+    backup = back_up(app)
+    scratch = tmp_path / "scratch.db"  # none of the configured databases
+
+    result = restore(app, backup, "--target", str(scratch))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dump(scratch) == dump(backup, immutable=True)
+    assert "is a backup of" not in result.stderr
+
+
+# --------------------------------------------------------------------------------------
+# On a terminal without --yes: the question names the risk, only "yes" goes on
+# --------------------------------------------------------------------------------------
+
+
+def test_restore_on_a_terminal_takes_y_for_no(app: App) -> None:
+    backup = back_up(app)
+    add_rows(app.main_db)
+    state = file_state(app.main_db)
+
+    code, shown, err = restore_on_a_terminal(app, backup, "y")
+
+    assert code == 1, shown + err
+    assert "Nothing was changed." in shown
+    assert file_state(app.main_db) == state
+    assert safety_copies(app) == []
+
+
+@pytest.mark.parametrize("answer", ["yes", "  YES "])
+def test_restore_on_a_terminal_goes_on_when_the_answer_is_yes(app: App, answer: str) -> None:
+    backup = back_up(app)
+    add_rows(app.main_db)
+
+    code, shown, err = restore_on_a_terminal(app, backup, answer)
+
+    assert code == 0, shown + err
+    assert dump(app.main_db) == dump(backup, immutable=True)
+
+
+def test_restore_on_a_terminal_names_the_risk_of_an_unlogged_backup_before_asking(
+    app: App,
+) -> None:
+    planted = plant_copy(back_up(app))
+    state = file_state(app.main_db)
+
+    code, shown, err = restore_on_a_terminal(app, planted, "no")
+
+    lines = shown.splitlines()
+    (asked,) = [i for i, line in enumerate(lines) if "Type yes to go on:" in line]
+    assert lines[asked].startswith(f"Replace {app.main_db} with {planted.name}?"), shown
+    risks = [line for line in lines[:asked] if "is not a backup the run log" in line]
+    assert len(risks) == 1 and risks[0].startswith("⚠️ ") and risks[0].endswith("."), shown
+    assert code == 1, shown + err
+    assert file_state(app.main_db) == state
+
+
+def test_restore_on_a_terminal_of_an_unlogged_backup_goes_on_after_yes(app: App) -> None:
+    planted = plant_copy(back_up(app))
+    add_rows(app.main_db)
+
+    code, shown, err = restore_on_a_terminal(app, planted, "yes")
+
+    assert code == 0, shown + err
+    assert dump(app.main_db) == dump(planted, immutable=True)

@@ -782,6 +782,130 @@ def test_run_that_cannot_take_the_run_lock_is_reported_and_the_scheduler_keeps_r
     assert process.stdout.count("Next backup:") == 1
 
 
+# A process that holds an EXCLUSIVE lock on a rollback-journal database (argv[1]) until a
+# line arrives on its stdin: every reader waits. Prints "ready" once it holds the lock.
+HOLD_DATABASE = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+conn.execute("UPDATE totals SET total = total WHERE id = 1")
+print("ready", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+conn.close()
+"""
+ANSWER_WITHIN_S = 2.0
+
+
+@pytest.fixture
+def held_database(app: App) -> Iterator[subprocess.Popen[str]]:
+    """``instance/held.db`` (rollback journal) locked by another process; write a line to
+    its stdin (or close it) to let go."""
+    database = make_db(app.root / "instance" / "held.db", rows=20, journal_mode="delete")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_DATABASE, str(database)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        yield holder
+    finally:
+        release(holder)
+
+
+def release(holder: subprocess.Popen[str]) -> None:
+    """Let go of the held database (once; later calls do nothing)."""
+    if holder.poll() is None:
+        with contextlib.suppress(OSError, ValueError):
+            assert holder.stdin is not None
+            holder.stdin.write("go\n")
+            holder.stdin.close()
+        try:
+            holder.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+            holder.wait(timeout=30)
+
+
+def start_backup_of_the_held_database(
+    app: App, start_scheduler: Callable[..., SchedulerProcess]
+) -> SchedulerProcess:
+    """--schedule catching up at once on the held database: its backup waits for the lock."""
+    process = start_scheduler("--db", "held.db=instance/held.db", "--busy-timeout", "30")
+    assert process.wait_for(lambda: "backing up now" in process.stdout), process.describe()
+    assert process.wait_for(lambda: bool(temp_files(app.backup_dir))), process.describe()
+    time.sleep(0.5)  # well inside its wait for the lock
+    assert process.running() and app.backups("held.db") == [], process.describe()
+    return process
+
+
+STOPPING = "stopping once the backup in progress has finished; press Ctrl+C again to stop now"
+
+
+@posix_only
+def test_ctrl_c_during_a_backup_says_at_once_that_the_scheduler_stops_after_it(
+    app: App,
+    start_scheduler: Callable[..., SchedulerProcess],
+    held_database: subprocess.Popen[str],
+) -> None:
+    process = start_backup_of_the_held_database(app, start_scheduler)
+
+    process.proc.send_signal(signal.SIGINT)
+    answered = process.wait_for(lambda: STOPPING in process.stderr, timeout=ANSWER_WITHIN_S)
+    still_busy = process.running() and app.backups("held.db") == []
+    release(held_database)
+
+    assert answered, process.describe()
+    assert still_busy, process.describe()
+
+
+@posix_only
+def test_ctrl_c_during_a_backup_lets_it_finish_then_stops_with_exit_0(
+    app: App,
+    start_scheduler: Callable[..., SchedulerProcess],
+    held_database: subprocess.Popen[str],
+) -> None:
+    process = start_backup_of_the_held_database(app, start_scheduler)
+
+    process.proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    release(held_database)
+    code = process.proc.wait(timeout=60)
+
+    assert code == ExitCode.OK, process.describe()
+    assert process.wait_for(lambda: "Scheduler stopped." in process.stdout), process.describe()
+    [backup] = app.backups("held.db")
+    assert integrity(backup) == "ok"
+    assert temp_files(app.backup_dir) == []
+
+
+@posix_only
+def test_second_ctrl_c_during_a_backup_stops_it_at_once_with_exit_130(
+    app: App,
+    start_scheduler: Callable[..., SchedulerProcess],
+    held_database: subprocess.Popen[str],
+) -> None:
+    process = start_backup_of_the_held_database(app, start_scheduler)
+
+    process.proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    try:
+        code, seconds = process.stop(signal.SIGINT, timeout=ANSWER_WITHIN_S + 3)
+    except subprocess.TimeoutExpired:
+        code, seconds = None, None
+    release(held_database)
+    if code is None:
+        code = process.proc.wait(timeout=60)
+
+    assert seconds is not None, f"still running {ANSWER_WITHIN_S + 3} s later\n{process.describe()}"
+    assert code == 130, process.describe()
+    assert process.wait_for(lambda: "interrupted" in process.stderr), process.describe()
+    assert temp_files(app.backup_dir) == []
+    assert app.backups("held.db") == []
+
+
 # ======================================================================================
 # --cron
 # ======================================================================================

@@ -118,6 +118,25 @@ def test_run_says_an_unchanged_backup_shares_the_previous_file(app: App) -> None
     assert "unchanged: shares the previous file" in result.stdout
 
 
+def test_run_summary_counts_the_bytes_of_a_new_backup_as_written(app: App) -> None:
+    result = run_ok(app, "--run")
+
+    (backup,) = backup_files(app)
+    size = backup.stat().st_size
+    assert f"   backups made: 1, {size:,} bytes written\n" in result.stdout
+
+
+def test_run_summary_counts_no_bytes_written_for_an_unchanged_backup(app: App) -> None:
+    run_ok(app, "--run")
+
+    result = run_ok(app, "--run")
+
+    assert (
+        "   backups made: 1 (1 unchanged, sharing the previous file), 0 bytes written\n"
+        in result.stdout
+    )
+
+
 def test_every_unchanged_run_adds_one_name_to_the_same_file(app: App) -> None:
     for _ in range(3):
         run_ok(app, "--run")
@@ -481,9 +500,11 @@ def test_restore_refuses_a_truncated_compressed_backup_the_run_log_does_not_know
     app.log_file.unlink()
     before = dump(app.main_db)
 
-    result = app.run("--restore", str(backup), "--yes")
+    # --allow-unlogged: past the refusal of a file the log does not know, to its contents.
+    result = app.run("--restore", str(backup), "--yes", "--allow-unlogged")
 
     assert result.returncode == 1, result.stdout + result.stderr
+    assert "refusing to restore from" in result.stderr
     assert dump(app.main_db) == before
 
 
@@ -521,7 +542,9 @@ def test_switching_compression_makes_a_new_file_not_a_link(app: App) -> None:
     assert integrity(plain) == "ok"
 
 
-def test_compress_zstd_without_the_package_fails_with_a_hint(app: App, tmp_path: Path) -> None:
+def test_compress_zstd_without_the_package_is_refused_before_the_run_with_a_hint(
+    app: App, tmp_path: Path
+) -> None:
     blocker = tmp_path / "no-zstandard"
     (blocker / "zstandard").mkdir(parents=True)
     (blocker / "zstandard" / "__init__.py").write_text("raise ImportError('not installed')\n")
@@ -529,11 +552,12 @@ def test_compress_zstd_without_the_package_fails_with_a_hint(app: App, tmp_path:
 
     result = app.run("--run", "--compress", "zstd", env=env)
 
-    assert result.returncode == 1
+    assert result.returncode == 2, result.stdout + result.stderr
     assert_no_traceback(result)
-    assert "zstandard" in result.stdout + result.stderr
-    assert "pip install zstandard" in result.stdout + result.stderr
+    assert "needs the 'zstandard' package" in result.stderr
+    assert "pip install zstandard" in result.stderr
     assert backup_files(app) == []
+    assert not app.log_file.exists()
 
 
 # --------------------------------------------------------------------------------------
