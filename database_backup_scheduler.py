@@ -338,6 +338,7 @@ class Config:
     notify_on: str = "failure"
     notify_format: str = "json"
     notify_command: str | None = None
+    notify_timeout: float = 10.0
     config_file: Path | None = None
     # Settings given as flags, so that a generated .bat or crontab line passes them on.
     from_flags: tuple[str, ...] = ()
@@ -396,6 +397,7 @@ class Config:
             "notify_on": self.notify_on,
             "notify_format": self.notify_format,
             "notify_command": self.notify_command,
+            "notify_timeout": self.notify_timeout,
         }
 
 
@@ -414,6 +416,7 @@ _NUMBER_SETTINGS: dict[str, tuple[type, float, float]] = {
     "keep_weekly": (int, 0, 1_000_000),
     "keep_monthly": (int, 0, 1_000_000),
     "upload_timeout": (float, 0.0, 86400),
+    "notify_timeout": (float, 0.0, 600),
 }
 # Off-site and alert settings: lists (repeatable flags) and single texts, with allowed values.
 _LIST_SETTINGS = ("copy_to", "s3", "upload_command", "notify_url")
@@ -2756,7 +2759,6 @@ def sync_destination(
 # Alerts
 # ======================================================================================
 
-NOTIFY_TIMEOUT_S = 10.0
 NOTIFY_COMMAND_TIMEOUT_S = 60.0
 
 
@@ -2826,7 +2828,7 @@ def send_alerts(config: Config, run: dict[str, Any]) -> list[dict[str, Any]]:
             url, data=body, headers={"Content-Type": "application/json; charset=utf-8"}
         )
         try:
-            with urllib.request.urlopen(request, timeout=NOTIFY_TIMEOUT_S) as response:
+            with urllib.request.urlopen(request, timeout=config.notify_timeout) as response:
                 response.read(65536)
         except urllib.error.HTTPError as exc:
             delivery.update(status="failed", error=f"HTTP {exc.code} {exc.reason}")
@@ -4467,6 +4469,7 @@ def build_parser() -> argparse.ArgumentParser:
     far("--notify-on", choices=NOTIFY_ON, help="when to alert (default: failure)")
     far("--notify-format", choices=NOTIFY_FORMATS, help="webhook body (default: json)")
     far("--notify-command", metavar="CMD", help="run CMD with the JSON summary on stdin")
+    far("--notify-timeout", type=float, metavar="S", help="limit for one webhook (10)")
     opt("--max-age", dest="max_age_hours", type=float, metavar="H", help="--check: hours (24)")
     opt("--max-disk-percent", type=float, metavar="P", help="disk budget, percent (5)")
     opt("--max-shrink-percent", type=float, metavar="P", help="--check: shrink alarm (50)")
