@@ -168,6 +168,14 @@ class BackupError(Exception):
         self.hint = hint
 
 
+class VerificationFailed(BackupError):
+    """A copy that SQLite's own check (quick_check) found damaged: its source is damaged."""
+
+
+class DatabaseDamaged(BackupError):
+    """SQLite reports a database as damaged, or as no database at all."""
+
+
 def _usage_error(message: str, hint: str | None = None) -> BackupError:
     return BackupError(message, exit_code=ExitCode.USAGE, hint=hint)
 
@@ -1032,24 +1040,76 @@ def check_database_file(path: Path, *, quick: bool = True) -> str:
     return "ok" if messages == ["ok"] else "; ".join(messages[:5])
 
 
+class SqliteProblem(enum.Enum):
+    """What an ``sqlite3.Error`` means for the operator; see ``classify_sqlite_error``."""
+
+    BUSY = "busy"  # SQLITE_BUSY, SQLITE_LOCKED: another connection holds a lock
+    DAMAGED = "damaged"  # SQLITE_CORRUPT
+    NOT_A_DATABASE = "not a database"  # SQLITE_NOTADB (or an encrypted database)
+    CANNOT_OPEN = "cannot open"  # SQLITE_CANTOPEN
+    READ_ONLY = "read-only"  # SQLITE_READONLY
+    FULL = "full"  # SQLITE_FULL
+    IO_ERROR = "I/O error"  # SQLITE_IOERR
+    OTHER = "other"
+
+
+# SQLite's primary result codes (https://sqlite.org/rescode.html) and, for Pythons before
+# 3.11 that do not expose them, the words of SQLite's messages for the same codes.
+_SQLITE_PROBLEM_CODES = {
+    5: SqliteProblem.BUSY,
+    6: SqliteProblem.BUSY,
+    8: SqliteProblem.READ_ONLY,
+    10: SqliteProblem.IO_ERROR,
+    11: SqliteProblem.DAMAGED,
+    13: SqliteProblem.FULL,
+    14: SqliteProblem.CANNOT_OPEN,
+    26: SqliteProblem.NOT_A_DATABASE,
+}
+_SQLITE_PROBLEM_WORDS = (
+    ("not a database", SqliteProblem.NOT_A_DATABASE),
+    ("malformed", SqliteProblem.DAMAGED),
+    ("corrupt", SqliteProblem.DAMAGED),
+    ("locked", SqliteProblem.BUSY),
+    ("busy", SqliteProblem.BUSY),
+    ("unable to open", SqliteProblem.CANNOT_OPEN),
+    ("readonly", SqliteProblem.READ_ONLY),
+    ("read-only", SqliteProblem.READ_ONLY),
+    ("disk is full", SqliteProblem.FULL),
+    ("disk I/O", SqliteProblem.IO_ERROR),
+)
+
+
+def classify_sqlite_error(exc: BaseException) -> SqliteProblem:
+    """The one place that reads an SQLite error: its result code where Python gives it
+    (3.11 and later), else the words of its message."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return _SQLITE_PROBLEM_CODES.get(code & 0xFF, SqliteProblem.OTHER)
+    text = str(exc)
+    return next(
+        (kind for words, kind in _SQLITE_PROBLEM_WORDS if words in text), SqliteProblem.OTHER
+    )
+
+
 def _describe_sqlite_error(exc: sqlite3.Error, path: Path) -> BackupError:
     text = str(exc)
-    if "not a database" in text:
-        return BackupError(
+    problem = classify_sqlite_error(exc)
+    if problem is SqliteProblem.NOT_A_DATABASE:
+        return DatabaseDamaged(
             f"{path} is not an SQLite database (or it is encrypted)",
             hint="check the path given with --db or in the config file",
         )
-    if "malformed" in text or "corrupt" in text:
-        return BackupError(
+    if problem is SqliteProblem.DAMAGED:
+        return DatabaseDamaged(
             f"{path} is damaged ({text})",
             hint=f'run: sqlite3 "{path}" "PRAGMA integrity_check" and restore from a good backup',
         )
-    if "unable to open" in text:
+    if problem is SqliteProblem.CANNOT_OPEN:
         return BackupError(
             f"cannot open {path} ({text})",
             hint="check that the file and its folder exist and that this user may read them",
         )
-    if "readonly" in text or "read-only" in text:
+    if problem is SqliteProblem.READ_ONLY:
         return BackupError(
             f"cannot lock {path} for reading ({text})",
             hint="this user needs write access to the database's folder for SQLite's lock files",
@@ -1566,7 +1626,7 @@ def _copy_in_read_transaction(
                 src.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
                 break
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
+                if classify_sqlite_error(exc) is not SqliteProblem.BUSY:
                     raise
                 if time.monotonic() >= deadline:
                     raise _BusyTimeout from exc
@@ -1623,6 +1683,17 @@ def _remove_temp_file(temp: Path) -> None:
     _LIVE_TEMP_FILES.discard(temp)
 
 
+@contextlib.contextmanager
+def temporary_file(folder: Path, name: str) -> Iterator[Path]:
+    """An empty owner-only temporary file in ``folder``, removed when the block ends (with
+    SQLite's journals beside it) unless ``publish_file`` gave it a name."""
+    temp = _new_temp_file(folder, name)
+    try:
+        yield temp
+    finally:
+        _remove_temp_file(temp)
+
+
 def _seal(temp: Path, what: str, hashing: _TrailingHash | None = None) -> tuple[int, str]:
     """Verify a finished copy with quick_check while hashing and fsyncing it: (size, sha256).
 
@@ -1645,21 +1716,16 @@ def _seal(temp: Path, what: str, hashing: _TrailingHash | None = None) -> tuple[
     except OSError as exc:
         raise describe_os_error(exc, temp, "verifying") from exc
     if verdict != "ok":
-        raise BackupError(
+        raise VerificationFailed(
             f"the copy of {what} failed verification ({verdict})",
             hint=f'the database may be damaged: sqlite3 "{what}" "PRAGMA integrity_check"',
         )
     return size, digest
 
 
-def _publish(
-    temp: Path, folder: Path, candidates: Iterable[str], *, keep: bool = False
-) -> Path | None:
-    """Give a sealed temporary file the first free name of ``candidates``; never replace a file.
-
-    With ``keep``, ``temp`` (a previous backup) only gains a name, as a hard link;
-    None where the file system has no hard links.
-    """
+def publish_file(temp: Path, folder: Path, candidates: Iterable[str]) -> Path:
+    """Move a sealed file to the first free name of ``candidates`` in ``folder``; never
+    replace a file."""
     try:
         for candidate in candidates:
             final = folder / candidate
@@ -1671,8 +1737,6 @@ def _publish(
             except FileExistsError:
                 continue
             except OSError:
-                if keep:
-                    return None
                 # File systems without hard links (FAT, some shares): rename, which on
                 # Windows refuses an existing name; on POSIX the run lock guards the check.
                 if os.path.lexists(final):
@@ -1682,15 +1746,52 @@ def _publish(
                 except FileExistsError:
                     continue
             else:
-                if not keep:
-                    os.unlink(temp)
+                os.unlink(temp)
             _fsync_dir(folder)
             return final
     except OSError as exc:
         raise describe_os_error(exc, folder, "naming the new file in") from exc
-    if keep:
-        return None
     raise BackupError(f"no free name left in {folder} for {temp.name}")
+
+
+def add_file_name(existing: Path, folder: Path, candidates: Iterable[str]) -> Path | None:
+    """Give ``existing`` one more name, the first free one of ``candidates``, as a hard link;
+    None where the file system has no hard links."""
+    try:
+        for candidate in candidates:
+            final = folder / candidate
+            if os.path.lexists(final):
+                continue
+            try:
+                os.link(existing, final)
+            except FileExistsError:
+                continue
+            except OSError:
+                return None
+            _fsync_dir(folder)
+            return final
+    except OSError as exc:
+        raise describe_os_error(exc, folder, "naming the new file in") from exc
+    return None
+
+
+def share_file(new: Path, names: Iterable[Path]) -> list[Path]:
+    """Make each of ``names`` a hard link to ``new`` (which holds the same bytes), each
+    replaced in one atomic rename; return those that now share it. Best effort: a name
+    that cannot be re-linked keeps its own file."""
+    shared = []
+    for name in names:
+        link = name.with_name(format_temp_name(name.name))
+        try:
+            os.link(new, link)
+            os.replace(link, name)
+            shared.append(name)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(link)
+    if shared:
+        _fsync_dir(new.parent)
+    return shared
 
 
 def _wrap_copy_error(
@@ -1708,7 +1809,7 @@ def _wrap_copy_error(
         reason = "disk full" if full else (cause.strerror or str(cause))
     else:
         reason = str(cause)
-        full = "disk is full" in reason or "disk I/O" in reason
+        full = classify_sqlite_error(cause) in (SqliteProblem.FULL, SqliteProblem.IO_ERROR)
     if full:
         return BackupError(
             f"cannot write the copy of {source} into {folder} ({reason})",
@@ -1724,6 +1825,87 @@ def _wrap_copy_error(
         return _describe_sqlite_error(exc, source)
     assert isinstance(exc, OSError)
     return describe_os_error(exc, folder, "writing a copy into")
+
+
+@dataclasses.dataclass(frozen=True)
+class SealedCopy:
+    """A temporary copy of one database: complete, passed quick_check, fsynced, hashed.
+
+    It lives as long as its ``sealed_copy`` block, unless ``publish_file`` names it.
+    """
+
+    path: Path
+    size: int
+    sha256: str
+
+
+@contextlib.contextmanager
+def sealed_copy(
+    source: Path,
+    folder: Path,
+    *,
+    name: str,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    connection: sqlite3.Connection | None = None,
+    progress_stream: TextIO | None = None,
+) -> Iterator[SealedCopy]:
+    """Copy one database into a new temporary file in ``folder`` and seal it: the one
+    pipeline behind backups, safety copies and restores.
+
+    Without ``connection``, ``source`` is a live database that this opens itself and
+    copies directly from its files under a read transaction (through SQLite's backup API
+    where that cannot be done), hashing the copy as it is written. With ``connection``
+    (one the caller holds on ``source``, e.g. under an exclusive lock, or on a backup
+    opened read-only), the copy goes through that connection and SQLite's backup API.
+    Either way the copy is checked with quick_check, hashed and fsynced; every failure is
+    a BackupError naming ``source`` (VerificationFailed when the check fails), and the
+    temporary file is gone when the block ends unless it was published.
+    """
+    hashing: _TrailingHash | None = None
+    with temporary_file(folder, name) as temp:
+        try:
+            try:
+                if connection is None:
+                    hashing = _copy_live_database(source, temp, name, busy_timeout, progress_stream)
+                else:
+                    total = _size_or_zero(source)
+                    with _CopyWatcher(name, temp, total, progress_stream, flush=True):
+                        _snapshot(connection, temp, busy_timeout)
+            except (_BusyTimeout, _CopyWriteError, sqlite3.Error, OSError) as exc:
+                raise _wrap_copy_error(exc, source, folder, busy_timeout) from exc
+            size, digest = _seal(temp, str(source), hashing)
+            yield SealedCopy(temp, size, digest)
+        finally:
+            if hashing is not None:
+                hashing.cancel()
+
+
+def _copy_live_database(
+    source: Path, temp: Path, label: str, busy_timeout: float, progress_stream: TextIO | None
+) -> _TrailingHash | None:
+    """Copy a live database into ``temp``: directly (returning the hash running behind the
+    copy), else through SQLite's backup API (None). Owns the connection and file handles."""
+    total = _size_or_zero(source)
+    # SQLite's own wait is kept short; the copy loops in Python up to busy_timeout.
+    src = sqlite3.connect(
+        sqlite_uri(source, "rw"),
+        uri=True,
+        timeout=min(busy_timeout, SQLITE_WAIT_SLICE_S),
+        isolation_level=None,
+    )
+    files = _SourceFiles(source)
+    try:
+        with _CopyWatcher(label, temp, total, progress_stream, flush=False):
+            hashing = _snapshot_files(src, files, temp, busy_timeout)
+        if hashing is None:
+            with _CopyWatcher(label, temp, total, progress_stream, flush=True):
+                _snapshot(src, temp, busy_timeout)
+        return hashing
+    finally:
+        if os.name == "nt":
+            files.close()  # before SQLite's close, which may delete the -wal we hold
+        src.close()
+        files.close()
 
 
 def _zstandard() -> Any:
@@ -1794,8 +1976,7 @@ def unpacked_backup(path: Path, compression: str | None) -> Iterator[tuple[Path,
     if not compression:
         yield path, None
         return
-    temp = _new_temp_file(path.parent, "unpacked")
-    try:
+    with temporary_file(path.parent, "unpacked") as temp:
         try:
             digest = _decompress_file(path, temp, compression)
         except BackupError:
@@ -1803,18 +1984,18 @@ def unpacked_backup(path: Path, compression: str | None) -> Iterator[tuple[Path,
         except Exception as exc:  # gzip, zlib and zstandard each raise their own
             raise BackupError(f"cannot unpack {path}: {exc}") from exc
         yield temp, digest
-    finally:
-        _remove_temp_file(temp)
 
 
 @dataclasses.dataclass(frozen=True)
 class PreviousBackup:
-    """The newest earlier backup of a database, as the run log recorded it."""
+    """The newest earlier backup of a database, as the run log recorded it, and every name
+    in the backup folder that shares its file (hard links of unchanged nights)."""
 
     path: Path
     sha256: str
     content_sha256: str
     compression: str | None
+    names: tuple[Path, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1839,14 +2020,14 @@ def create_backup(
     compression: str | None = None,
     previous: PreviousBackup | None = None,
 ) -> MadeBackup:
-    """Back up one database.
+    """Back up one database: a sealed copy, given its backup name without replacing a file.
 
-    Copy into a temporary file (directly from the database's files under a read
-    transaction, else through SQLite's backup API), hash it as it is written, verify
-    it with quick_check while fsyncing, then rename: a crash at any moment leaves no
-    file with a backup's name that is not a complete, verified backup. When the
-    database is unchanged since ``previous`` (same SHA-256, and that file still
-    intact), the new name is a hard link to the previous file instead of a second copy.
+    A crash at any moment leaves no file with a backup's name that is not a complete,
+    verified backup. When the database is unchanged since ``previous`` (the same SHA-256),
+    the older names that shared the previous file are re-linked to the fresh copy: one
+    copy on disk, and a previous file that rotted is healed, never linked to unread. A
+    compressed backup of an unchanged database gains a link to the previous packed file
+    once that file is read and found intact (cheaper than packing again).
     """
     source = db.path
     if source.is_dir():
@@ -1858,75 +2039,50 @@ def create_backup(
             f"database {source} does not exist",
             hint="check the path, or mark it optional in the config file",
         )
-    try:
-        source_size = source.stat().st_size
-    except OSError as exc:
-        raise describe_os_error(exc, source, "reading") from exc
-    temps = [_new_temp_file(backup_dir, db.name)]
-    hashing: _TrailingHash | None = None
-    try:
-        try:
-            src = sqlite3.connect(
-                sqlite_uri(source, "rw"),
-                uri=True,
-                timeout=min(busy_timeout, SQLITE_WAIT_SLICE_S),
-                isolation_level=None,
-            )
-            files = _SourceFiles(source)
-            try:
-                with _CopyWatcher(db.name, temps[0], source_size, progress_stream, flush=False):
-                    hashing = _snapshot_files(src, files, temps[0], busy_timeout)
-                if hashing is None:
-                    with _CopyWatcher(db.name, temps[0], source_size, progress_stream, flush=True):
-                        _snapshot(src, temps[0], busy_timeout)
-            finally:
-                if os.name == "nt":
-                    files.close()  # before SQLite's close, which may delete the -wal we hold
-                src.close()
-                files.close()
-        except (_BusyTimeout, _CopyWriteError, sqlite3.Error, OSError) as exc:
-            raise _wrap_copy_error(exc, source, backup_dir, busy_timeout) from exc
-        size, content_sha = _seal(temps[0], str(source), hashing)
 
-        def names() -> Iterator[str]:
-            return (format_backup_name(db.name, taken_at, n, compression) for n in range(10000))
+    def names() -> Iterator[str]:
+        return (format_backup_name(db.name, taken_at, n, compression) for n in range(10000))
 
-        if (
+    with sealed_copy(
+        source,
+        backup_dir,
+        name=db.name,
+        busy_timeout=busy_timeout,
+        progress_stream=progress_stream,
+    ) as copy:
+        unchanged = (
             previous is not None
-            and previous.content_sha256 == content_sha
+            and previous.content_sha256 == copy.sha256
             and previous.compression == compression
-            and _intact(previous)
-        ):
-            linked = _publish(previous.path, backup_dir, names(), keep=True)
+        )
+        if not compression:
+            final = publish_file(copy.path, backup_dir, names())
+            if unchanged and previous is not None and share_file(final, previous.names):
+                return MadeBackup(final, copy.size, copy.sha256, copy.sha256, None, previous.path)
+            return MadeBackup(final, copy.size, copy.sha256, copy.sha256)
+        if unchanged and previous is not None and _intact(previous):
+            linked = add_file_name(previous.path, backup_dir, names())
             if linked is not None:
                 size = linked.stat().st_size
                 return MadeBackup(
-                    linked, size, previous.sha256, content_sha, compression, previous.path
+                    linked, size, previous.sha256, copy.sha256, compression, previous.path
                 )
-        stored, stored_sha = temps[0], content_sha
-        if compression:
-            temps.append(_new_temp_file(backup_dir, db.name))
-            stored = temps[-1]
+        with temporary_file(backup_dir, db.name) as packed:
             try:
-                _compress_file(temps[0], stored, compression)
-                with unpacked_backup(stored, compression) as (_, unpacked_sha):
+                _compress_file(copy.path, packed, compression)
+                with unpacked_backup(packed, compression) as (_, unpacked_sha):
                     pass
             except OSError as exc:
-                raise describe_os_error(exc, stored, "compressing") from exc
+                raise describe_os_error(exc, packed, "compressing") from exc
             except BackupError:
                 raise
             except Exception as exc:  # zlib.error, zstandard.ZstdError
                 raise BackupError(f"cannot compress the backup of {source}: {exc}") from exc
-            if unpacked_sha != content_sha:
+            if unpacked_sha != copy.sha256:
                 raise BackupError(f"the compressed copy of {source} does not unpack to the same")
-            size, stored_sha = stored.stat().st_size, sha256_file(stored)
-        final = _publish(stored, backup_dir, names())
-        return MadeBackup(final, size, stored_sha, content_sha, compression)
-    finally:
-        if hashing is not None:
-            hashing.cancel()
-        for temp in temps:
-            _remove_temp_file(temp)
+            size, packed_sha = packed.stat().st_size, sha256_file(packed)
+            final = publish_file(packed, backup_dir, names())
+            return MadeBackup(final, size, packed_sha, copy.sha256, compression)
 
 
 def _intact(previous: PreviousBackup) -> bool:
@@ -2229,7 +2385,7 @@ def append_run(path: Path, run: dict[str, Any], *, max_runs: int) -> str | None:
         stamp = _now_local().strftime(TIMESTAMP_FORMAT)
         names = (f"{path.name}.damaged-{stamp}" + (f"-{n}" if n else "") for n in range(1000))
         try:
-            aside = _publish(path, path.parent, names)
+            aside = publish_file(path, path.parent, names)
         except OSError as exc:
             raise describe_os_error(exc, path, "moving aside the damaged run log") from exc
         warning = f"{warning}; moved it to {aside} and started a new log"
@@ -2298,8 +2454,7 @@ class FolderDestination(Destination):
         return list_backups(self.folder, names)
 
     def upload(self, backup: BackupFile, sha256: str) -> None:
-        temp = _new_temp_file(self.folder, backup.name)
-        try:
+        with temporary_file(self.folder, backup.name) as temp:
             try:
                 with open(backup.path, "rb") as src, open(temp, "wb") as dst:
                     shutil.copyfileobj(src, dst, HASH_CHUNK_BYTES)
@@ -2313,9 +2468,7 @@ class FolderDestination(Destination):
                     f"the copy of {backup.path.name} in {self.folder} does not match the backup",
                     hint="check the destination disk; the next run copies it again",
                 )
-            _publish(temp, self.folder, [backup.path.name])
-        finally:
-            _remove_temp_file(temp)
+            publish_file(temp, self.folder, [backup.path.name])
 
     def delete(self, backup: BackupFile) -> None:
         try:
@@ -3071,12 +3224,16 @@ def recorded_backups(log: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _previous_backup(
     backups: Sequence[BackupFile], recorded: dict[str, dict[str, Any]]
 ) -> PreviousBackup | None:
-    """The newest backup whose checksums the run log knows, for linking an unchanged database."""
+    """The newest backup whose checksums the run log knows, for sharing one file between the
+    backups of an unchanged database."""
     for backup in backups:
         result = recorded.get(_path_key(backup.path))
         if result and isinstance(result.get("sha256"), str):
             content = result.get("content_sha256") or result["sha256"]
-            return PreviousBackup(backup.path, result["sha256"], content, backup.compression)
+            sharing = tuple(b.path for b in backups if b.file_id == backup.file_id)
+            return PreviousBackup(
+                backup.path, result["sha256"], content, backup.compression, sharing
+            )
     return None
 
 
@@ -3314,7 +3471,7 @@ def _lock_for_restore(target: Path, wait: float) -> tuple[sqlite3.Connection, bo
             try:
                 mode = str(conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]).lower()
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
+                if classify_sqlite_error(exc) is not SqliteProblem.BUSY:
                     raise
                 mode = "wal"
             if mode != "wal":
@@ -3340,21 +3497,15 @@ def _lock_for_restore(target: Path, wait: float) -> tuple[sqlite3.Connection, bo
 
 
 def _write_safety_copy(
-    conn: sqlite3.Connection, config: Config, name: str, taken_at: dt.datetime
+    conn: sqlite3.Connection, config: Config, target: Path, name: str, taken_at: dt.datetime
 ) -> tuple[Path, str]:
-    """Copy the database about to be replaced next to the backups, verified, owner-only;
-    return its path and SHA-256."""
-    temp = _new_temp_file(config.backup_dir, name)
-    try:
-        try:
-            _snapshot(conn, temp, config.busy_timeout)
-        except (_BusyTimeout, _CopyWriteError, sqlite3.Error, OSError) as exc:
-            raise _wrap_copy_error(exc, Path(name), config.backup_dir, 0) from exc
-        _, digest = _seal(temp, name)
+    """Copy the database about to be replaced (open on ``conn``, which holds its exclusive
+    lock) next to the backups, verified, owner-only; return its path and SHA-256."""
+    with sealed_copy(
+        target, config.backup_dir, name=name, busy_timeout=config.busy_timeout, connection=conn
+    ) as copy:
         names = (format_safety_name(name, taken_at, seq) for seq in range(10000))
-        return _publish(temp, config.backup_dir, names), digest
-    finally:
-        _remove_temp_file(temp)
+        return publish_file(copy.path, config.backup_dir, names), copy.sha256
 
 
 def restore_backup(
@@ -3411,17 +3562,17 @@ class _DamagedTarget(Exception):
     """The database to restore into is itself damaged: SQLite cannot copy it aside."""
 
 
-def _damage_of(exc: BaseException) -> bool:
-    return any(word in str(exc) for word in ("malformed", "corrupt", "not a database"))
-
-
 def _restore_in_place(
     config: Config, plan: RestorePlan, plain: Path, started: dt.datetime
 ) -> tuple[Path, str]:
     try:
         conn, was_wal = _lock_for_restore(plan.target, min(config.busy_timeout, RESTORE_WAIT_S))
     except sqlite3.Error as exc:
-        if _damage_of(exc) and _has_sqlite_header(plan.target):
+        damaged = classify_sqlite_error(exc) in (
+            SqliteProblem.DAMAGED,
+            SqliteProblem.NOT_A_DATABASE,
+        )
+        if damaged and _has_sqlite_header(plan.target):
             raise _DamagedTarget from exc
         error = _describe_sqlite_error(exc, plan.target)
         raise BackupError(f"{error.message}; nothing was changed", hint=error.hint) from exc
@@ -3429,12 +3580,10 @@ def _restore_in_place(
     try:
         try:
             safety, safety_sha = _write_safety_copy(
-                conn, config, plan.database, started.replace(tzinfo=None)
+                conn, config, plan.target, plan.database, started.replace(tzinfo=None)
             )
-        except BackupError as exc:
-            if "failed verification" in exc.message or _damage_of(exc.message):
-                raise _DamagedTarget from exc
-            raise
+        except (VerificationFailed, DatabaseDamaged) as exc:
+            raise _DamagedTarget from exc
         src = sqlite3.connect(sqlite_uri(plain, "ro") + "&immutable=1", uri=True)
         try:
             # Through the target's rollback journal: a crash here leaves the old content.
@@ -3525,7 +3674,7 @@ def _move_aside_leftovers(
             f"{plan.target.name}.{stamp}{'-' + str(n) if n else ''}{SAFETY_SUFFIX}{suffix}"
             for n in range(1000)
         )
-        moved.append(_publish(leftover, leftover.parent, names))
+        moved.append(publish_file(leftover, leftover.parent, names))
     return moved
 
 
@@ -3539,26 +3688,21 @@ def _restore_new_file(
     root must not leave a database the app's own user cannot open.
     """
     folder = plan.target.parent
-    temp = _new_temp_file(folder, plan.database)
+    src = sqlite3.connect(sqlite_uri(plain, "ro") + "&immutable=1", uri=True)
     try:
-        src = sqlite3.connect(sqlite_uri(plain, "ro") + "&immutable=1", uri=True)
-        try:
-            _snapshot(src, temp, busy_timeout)
-        except (_BusyTimeout, _CopyWriteError, sqlite3.Error, OSError) as exc:
-            raise _wrap_copy_error(exc, plan.backup, folder, busy_timeout) from exc
-        finally:
-            src.close()
-        _seal(temp, str(plan.backup))
-        _adopt_ownership(temp, like or folder, is_folder=like is None)
-        try:
-            _publish(temp, folder, [plan.target.name])
-        except BackupError:
-            raise BackupError(
-                f"{plan.target} appeared during the restore; nothing was replaced",
-                hint="stop the app, then restore again",
-            ) from None
+        with sealed_copy(
+            plan.backup, folder, name=plan.database, busy_timeout=busy_timeout, connection=src
+        ) as copy:
+            _adopt_ownership(copy.path, like or folder, is_folder=like is None)
+            try:
+                publish_file(copy.path, folder, [plan.target.name])
+            except BackupError:
+                raise BackupError(
+                    f"{plan.target} appeared during the restore; nothing was replaced",
+                    hint="stop the app, then restore again",
+                ) from None
     finally:
-        _remove_temp_file(temp)
+        src.close()
     if like is not None and _wal_in_header(like):
         conn = sqlite3.connect(sqlite_uri(plan.target, "rw"), uri=True, timeout=busy_timeout)
         try:
@@ -4594,7 +4738,7 @@ def _cmd_run(config: Config, args: argparse.Namespace, io: Output) -> int:
         written = sum(r.size_bytes or 0 for r in ok if not r.linked_to)
         linked = sum(1 for r in ok if r.linked_to)
         shared = f" ({linked} unchanged, sharing the previous file)" if linked else ""
-        io.say(f"   backups made: {len(ok)}{shared}, {written:,} bytes written")
+        io.say(f"   backups made: {len(ok)}{shared}, {written:,} new bytes on disk")
         io.say(f"   old backups pruned: {len(pruned)}")
         io.say(f"   folder: {config.backup_dir}")
         io.say(rule)

@@ -118,21 +118,21 @@ def test_run_says_an_unchanged_backup_shares_the_previous_file(app: App) -> None
     assert "unchanged: shares the previous file" in result.stdout
 
 
-def test_run_summary_counts_the_bytes_of_a_new_backup_as_written(app: App) -> None:
+def test_run_summary_counts_the_bytes_of_a_new_backup_as_new_on_disk(app: App) -> None:
     result = run_ok(app, "--run")
 
     (backup,) = backup_files(app)
     size = backup.stat().st_size
-    assert f"   backups made: 1, {size:,} bytes written\n" in result.stdout
+    assert f"   backups made: 1, {size:,} new bytes on disk\n" in result.stdout
 
 
-def test_run_summary_counts_no_bytes_written_for_an_unchanged_backup(app: App) -> None:
+def test_run_summary_counts_no_new_bytes_on_disk_for_an_unchanged_backup(app: App) -> None:
     run_ok(app, "--run")
 
     result = run_ok(app, "--run")
 
     assert (
-        "   backups made: 1 (1 unchanged, sharing the previous file), 0 bytes written\n"
+        "   backups made: 1 (1 unchanged, sharing the previous file), 0 new bytes on disk\n"
         in result.stdout
     )
 
@@ -145,6 +145,18 @@ def test_every_unchanged_run_adds_one_name_to_the_same_file(app: App) -> None:
     assert len(files) == 3
     assert len({identity(p) for p in files}) == 1
     assert os.stat(files[0]).st_nlink == 3
+
+
+def test_ten_unchanged_runs_keep_one_copy_on_disk(app: App) -> None:
+    for _ in range(10):
+        run_ok(app, "--run", "--keep-last", "20")
+
+    files = backup_files(app)
+    assert len(files) == 10
+    assert len({identity(p) for p in files}) == 1
+    stats = json.loads(app.run("--stats", "--json").stdout)
+    assert stats["backup_dir_bytes"] == files[0].stat().st_size
+    assert all(integrity(p) == "ok" for p in files)
 
 
 def test_backup_of_a_changed_database_is_a_new_separate_file(app: App) -> None:
@@ -187,22 +199,27 @@ def test_pruning_the_older_name_of_a_linked_backup_leaves_the_newer_one_whole(ap
     assert dbs.sha256_file(survivor) == result.sha256
 
 
-def test_previous_backup_whose_bytes_changed_since_it_was_logged_is_not_linked_to(
+def test_previous_backup_whose_bytes_changed_since_it_was_logged_is_healed_not_linked_to(
     app: App,
 ) -> None:
     run_ok(app, "--run")
     (first,) = backup_files(app)
+    rotten = identity(first)
     flip_byte(first, first.stat().st_size // 2)  # same inode: a link would share the damage
 
     run_ok(app, "--run")
 
-    damaged, fresh = backup_files(app)
-    assert damaged == first
-    assert identity(fresh) != identity(damaged)
-    assert os.stat(fresh).st_nlink == 1
-    assert logged_results(app.log_file)[-1]["linked_to"] is None
-    assert integrity(fresh) == "ok"
-    assert dump(fresh, immutable=True) == dump(app.main_db)
+    healed, fresh = backup_files(app)
+    assert healed == first
+    # The fresh copy was never linked to the rotten file: the older name now shares it.
+    assert identity(fresh) != rotten
+    assert identity(healed) == identity(fresh)
+    recorded = logged_results(app.log_file)
+    for path in (healed, fresh):
+        assert integrity(path) == "ok"
+        assert dump(path, immutable=True) == dump(app.main_db)
+        assert dbs.sha256_file(path) == recorded[0]["sha256"] == recorded[1]["sha256"]
+    assert app.run("--verify").returncode == 0
 
 
 def test_previous_backup_the_run_log_does_not_know_is_not_linked_to(app: App) -> None:
