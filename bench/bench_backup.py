@@ -4,8 +4,9 @@
     python bench/bench_backup.py --sizes 100M --trials 3
     python bench/bench_backup.py --sizes 1G --trials 5 --modes wal,rollback
     python bench/bench_backup.py --sizes 4G --trials 1 --modes wal --parts timing
+    python bench/bench_backup.py --sizes 300M,1G --trials 5 --parts unchanged --keep
 
-Parts (``--parts``, all by default):
+Parts (``--parts``; timing, phases, writer and storage by default):
 - timing: for each size and journal mode, the three tools run as fresh processes, each
   once untimed (so every one reads a warm page cache), then alternately ``--trials``
   times, in a rotating order. Each output is deleted, and every queued write flushed,
@@ -24,6 +25,14 @@ Parts (``--parts``, all by default):
   queue behind the copy's writes on the same disk, so what remains is lock waiting. The
   sqlite3 CLI is killed after max(15 s, 10 × its idle time): under a steady writer its
   step-by-step backup restarts on every commit and may never finish.
+- unchanged (not in the default set: ``--parts unchanged``): for each size and journal
+  mode, ``--run`` over an unchanged database, that is into a backup folder that already
+  holds a backup of exactly this database, recorded in the run log (made by one untimed
+  ``--run`` first), beside ``sqlite3 .backup`` of the same database into a new file and a
+  fresh ``--run`` (empty backup folder, no run log); the three alternate as in timing.
+  After each unchanged run, untimed, its new name is deleted and the run log restored, so
+  every trial starts from one backup recorded once. Also the backup folder's disk use
+  after the last unchanged run (links counted once: one copy expected).
 - storage: 30 ``--run`` of an unchanged 100 MiB database into one backup folder (bytes on
   disk with hard links counted once, as ``du`` does), and the size of one ``--compress``
   backup against the database.
@@ -68,6 +77,8 @@ WRITER_PAUSE_S = 0.005
 WRITER_BASELINE_S = 1.0
 
 TOOLS = ("cp+fsync", "sqlite3 .backup", "--run")
+PARTS = ("timing", "phases", "writer", "storage", "unchanged")
+DEFAULT_PARTS = ("timing", "phases", "writer", "storage")
 MODES = {"wal": "wal", "rollback": "delete"}
 
 # The baseline: copy the bytes and make them durable, nothing else.
@@ -527,6 +538,182 @@ def render_targets(rows: Sequence[TimingRow]) -> list[str]:
 
 
 # ======================================================================================
+# Part: unchanged
+# ======================================================================================
+
+UNCHANGED_TOOLS = ("sqlite3 .backup", "fresh --run", "unchanged --run")
+
+
+@dataclasses.dataclass
+class UnchangedRow:
+    """One size and mode: the three tools' samples, round by round, and the folder's disk."""
+
+    size: int
+    mode: str
+    samples: dict[str, list[Sample]]
+    shared: int  # unchanged runs whose log says the new name shares the previous file
+    names_after: int  # backup names right after the last timed unchanged run
+    disk_after: int  # their bytes on disk, each inode counted once
+    du_after: Optional[int]
+    db_bytes: int
+
+    def times(self, tool: str) -> list[float]:
+        return [s.seconds for s in self.samples[tool]]
+
+    def median(self, tool: str) -> float:
+        return statistics.median(self.times(tool))
+
+    def paired(self, top: str, bottom: str) -> float:
+        """The median of the round-by-round ratios (the runs of a round are neighbours)."""
+        return statistics.median(a / b for a, b in zip(self.times(top), self.times(bottom)))
+
+
+def _backup_names(folder: Path) -> set[str]:
+    return {e.name for e in os.scandir(folder) if ".bak" in e.name and e.is_file()}
+
+
+def bench_unchanged(
+    dbs: Databases, size: int, mode: str, trials: int, workdir: Path, settle: float = 0.0
+) -> UnchangedRow:
+    """``--run`` over an unchanged database beside ``.backup`` and a fresh ``--run``.
+
+    An untimed ``--run`` first puts one backup of the database into ``unchanged/backups``
+    and records it in ``unchanged/log.json``. Each timed "unchanged" run then backs up the
+    same, unchanged database into that folder, so the module takes its unchanged-database
+    path (the new name shares one file with the previous one). After each such run, outside
+    the timed region, the new name is deleted and the run log is put back as the setup run
+    left it: every unchanged run starts from one backup, recorded once. ``.backup`` and the
+    fresh ``--run`` write into an empty folder each time (a fresh ``--run`` has no backup
+    and no run log). The three alternate in a rotating order, each once untimed first.
+    """
+    source = dbs.get(size, mode)
+    out = workdir / "out"
+    home = fresh_folder(workdir / "unchanged")
+    backups, run_log = home / "backups", home / "log.json"
+    check_ok("--run", run_child(tool_argv("--run", source, home), cwd=workdir))
+    (first,) = _backup_names(backups)
+    log_bytes = run_log.read_bytes()
+    samples: dict[str, list[Sample]] = {tool: [] for tool in UNCHANGED_TOOLS}
+    shared = names_after = disk_after = 0
+    du_after: Optional[int] = None
+
+    def ready() -> None:
+        os.sync()
+        time.sleep(settle)
+
+    def reset_unchanged() -> None:
+        """Back to one backup, recorded once: the new name goes, the log as it was."""
+        for name in _backup_names(backups) - {first}:
+            (backups / name).unlink()
+        run_log.write_bytes(log_bytes)
+
+    def run(tool: str) -> Sample:
+        if tool == "unchanged --run":
+            ready()
+            sample = run_child(tool_argv("--run", source, home), cwd=workdir)
+        else:
+            fresh_folder(out)
+            ready()
+            sample = run_child(tool_argv(tool.replace("fresh ", ""), source, out), cwd=workdir)
+        check_ok(tool, sample)
+        return sample
+
+    def shares_file() -> bool:
+        """The newest run's result, as the run log has it: a name sharing the previous file."""
+        runs = json.loads(run_log.read_text())["runs"]
+        results = runs[-1].get("results") or []
+        return bool(results) and bool(results[0].get("linked_to"))
+
+    for tool in UNCHANGED_TOOLS:  # warm-up, untimed
+        run(tool)
+    reset_unchanged()
+    for trial in range(trials):
+        order = UNCHANGED_TOOLS[trial % 3 :] + UNCHANGED_TOOLS[: trial % 3]
+        for tool in order:
+            sample = run(tool)
+            samples[tool].append(sample)
+            if tool == "unchanged --run":
+                shared += shares_file()
+                names_after = len(_backup_names(backups))
+                disk_after = disk_bytes_once(backups, ".bak")[2]
+                du_after = du_bytes(backups)
+                reset_unchanged()
+        log(
+            f"  {size_label(size)} {mode} unchanged trial {trial + 1}/{trials}: "
+            + ", ".join(f"{t} {samples[t][-1].seconds:.2f} s" for t in UNCHANGED_TOOLS)
+        )
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(home)
+    return UnchangedRow(
+        size, mode, samples, shared, names_after, disk_after, du_after, source.stat().st_size
+    )
+
+
+def render_unchanged(rows: Sequence[UnchangedRow]) -> list[list[str]]:
+    table = [
+        [
+            "size",
+            "mode",
+            ".backup median s",
+            "fresh --run median s",
+            "unchanged --run median s",
+            "unchanged ÷ .backup",
+            "fresh ÷ .backup",
+            "unchanged ÷ fresh",
+        ]
+    ]
+    for row in rows:
+        backup, fresh, same = (row.median(t) for t in UNCHANGED_TOOLS)
+        table.append(
+            [
+                size_label(row.size),
+                row.mode,
+                f"{backup:.3f}",
+                f"{fresh:.3f}",
+                f"{same:.3f}",
+                f"{same / backup:.2f}",
+                f"{fresh / backup:.2f}",
+                f"{same / fresh:.2f}",
+            ]
+        )
+    return table
+
+
+def render_unchanged_notes(rows: Sequence[UnchangedRow]) -> list[str]:
+    lines = [
+        "unchanged --run: a --run into a backup folder that already holds one backup of this "
+        "same, unchanged database, recorded in the run log (made by one untimed --run first); "
+        "fresh --run: an empty backup folder and no run log; .backup: sqlite3 SRC "
+        '".backup NEW" into an empty folder',
+        "between unchanged trials (untimed) the new backup name is deleted and the run log "
+        "restored to its state after the setup run, so each trial starts from one backup "
+        "recorded once (no --keep-last / --keep-days pruning inside the timed run)",
+    ]
+    for row in rows:
+        spans = ", ".join(
+            f"{tool} {min(row.times(tool)):.3f}–{max(row.times(tool)):.3f} s"
+            for tool in UNCHANGED_TOOLS
+        )
+        trials = len(row.times(UNCHANGED_TOOLS[0]))
+        lines.append(f"{size_label(row.size)} {row.mode}: min–max {spans}")
+        lines.append(
+            f"{size_label(row.size)} {row.mode}: round by round, median of the ratios: "
+            f"unchanged ÷ .backup {row.paired('unchanged --run', 'sqlite3 .backup'):.2f}, "
+            f"fresh ÷ .backup {row.paired('fresh --run', 'sqlite3 .backup'):.2f}, "
+            f"unchanged ÷ fresh {row.paired('unchanged --run', 'fresh --run'):.2f}"
+        )
+        du = f", du -s {row.du_after / MIB:,.1f} MiB" if row.du_after is not None else ""
+        lines.append(
+            f"{size_label(row.size)} {row.mode}: {row.shared} of {trials} unchanged runs "
+            f"shared the previous file (linked_to in the run log); backup folder after the "
+            f"last: {row.names_after} names, {row.disk_after / MIB:,.1f} MiB on disk with "
+            f"links counted once ({row.disk_after / row.db_bytes:.2f}× the database{du}; "
+            "one copy expected)"
+        )
+    return lines
+
+
+# ======================================================================================
 # Part: phases
 # ======================================================================================
 
@@ -860,7 +1047,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trials", type=int, default=5, help="timed rounds per size (5)")
     parser.add_argument("--modes", default="wal,rollback", help="wal,rollback (both)")
     parser.add_argument(
-        "--parts", default="timing,phases,writer,storage", help="which parts to run (all)"
+        "--parts",
+        default=",".join(DEFAULT_PARTS),
+        help=f"comma-separated, of {','.join(PARTS)} ({','.join(DEFAULT_PARTS)})",
     )
     parser.add_argument(
         "--workdir",
@@ -884,7 +1073,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
-    unknown = (set(modes) - set(MODES)) | (parts - {"timing", "phases", "writer", "storage"})
+    unknown = (set(modes) - set(MODES)) | (parts - set(PARTS))
     if unknown or args.trials < 1 or not 0 <= args.settle < float("inf"):
         raise SystemExit(
             f"unknown mode or part: {sorted(unknown)} (or --trials below 1, or --settle not >= 0 s)"
@@ -893,7 +1082,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise SystemExit("the sqlite3 CLI is missing: apt-get install sqlite3")
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    need = max(sizes) * 4 if sizes else 0
+    # the base database and one per mode, and the output; "unchanged" keeps one more copy
+    need = max(sizes) * (2 + len(modes) + ("unchanged" in parts)) if sizes else 0
     free = shutil.disk_usage(workdir).free
     if need > free:
         raise SystemExit(f"{workdir} has {free / GIB:.1f} GiB free; this needs ~{need / GIB:.1f}")
@@ -910,6 +1100,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     log(f"timing {size_label(size)} {mode} ...")
                     timing += bench_timing(dbs, size, mode, args.trials, workdir, args.settle)
             sections.append((f"Whole backup, median of {args.trials} alternating trials", timing))
+        if "unchanged" in parts:
+            unchanged: list[UnchangedRow] = []
+            for size in sizes:
+                for mode in modes:
+                    log(f"unchanged {size_label(size)} {mode} ...")
+                    unchanged.append(
+                        bench_unchanged(dbs, size, mode, args.trials, workdir, args.settle)
+                    )
+            sections.append(
+                (f"Unchanged database, median of {args.trials} alternating trials", unchanged)
+            )
         if "phases" in parts:
             lines: list[str] = []
             for size in sizes:
@@ -941,7 +1142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not args.keep:
             for size in sizes + [STORAGE_SIZE]:
                 dbs.drop(size)
-            for leftover in ("out", "writer", "storage", "phases"):
+            for leftover in ("out", "writer", "storage", "phases", "unchanged"):
                 shutil.rmtree(workdir / leftover, ignore_errors=True)
             if not any(workdir.iterdir()):
                 workdir.rmdir()
@@ -970,6 +1171,9 @@ def print_results(
         if data and isinstance(data[0], TimingRow):
             table = render_timing(data)
             notes = render_targets(data)
+        elif data and isinstance(data[0], UnchangedRow):
+            table = render_unchanged(data)
+            notes = render_unchanged_notes(data)
         elif data and isinstance(data[0], WriterResult):
             table = render_writer(data)
             notes = [

@@ -42,7 +42,7 @@ def test_bench_backup_times_all_three_tools_and_cleans_up(tmp_path: Path) -> Non
         "--settle",
         "0.05",
         "--parts",
-        "timing,phases",
+        "timing,phases,unchanged",
         "--workdir",
         str(workdir),
         cwd=tmp_path,
@@ -52,6 +52,13 @@ def test_bench_backup_times_all_three_tools_and_cleans_up(tmp_path: Path) -> Non
             assert f"| 2M | {mode} | {tool} |" in markdown
         assert f"2M {mode}: --run / sqlite3 .backup = " in markdown
     assert "settle 0.05 s" in markdown
+    unchanged = markdown.split("### Unchanged database, median of 2 alternating trials", 1)[1]
+    for mode in ("wal", "rollback"):
+        row = next(line for line in unchanged.splitlines() if line.startswith(f"| 2M | {mode} |"))
+        assert len(row.strip("| ").split(" | ")) == 8  # three medians and three ratios
+        # every timed unchanged run took the unchanged path; its folder's disk use is printed
+        assert f"2M {mode}: 2 of 2 unchanged runs shared the previous file" in unchanged
+    assert "backup folder after the last: 2 names, " in unchanged
     assert "quick_check of the copy" in markdown
     assert "compiling the script, in-process" in markdown
     assert not workdir.exists()  # without --keep, the scratch folder goes
