@@ -12,8 +12,9 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,53 @@ fcntl.flock(fd, fcntl.LOCK_EX)
 print("ready", flush=True)
 time.sleep(float(sys.argv[2]))
 """
+
+# A process that holds an EXCLUSIVE lock on a rollback-journal database (argv[1]), as an app in
+# the middle of a write would, until a line or end of file arrives on its stdin: every reader
+# waits. Prints "ready" once it holds the lock.
+HOLD_DATABASE = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+conn.execute("UPDATE totals SET total = total WHERE id = 1")
+print("ready", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+conn.close()
+"""
+
+
+@contextlib.contextmanager
+def database_held(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holds ``path`` (a ``make_db`` database in rollback-journal mode) with
+    ``BEGIN EXCLUSIVE`` until the block ends or ``let_go`` is called; it changes nothing."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_DATABASE, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        yield holder
+    finally:
+        let_go(holder)
+
+
+def let_go(holder: subprocess.Popen[str]) -> None:
+    """The holder of ``database_held`` lets go of the database (once; later calls do nothing)."""
+    if holder.poll() is None:
+        with contextlib.suppress(OSError, ValueError):
+            assert holder.stdin is not None
+            holder.stdin.write("go\n")
+            holder.stdin.close()
+        try:
+            holder.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+            holder.wait(timeout=30)
+    if holder.stdout is not None:
+        holder.stdout.close()
 
 
 def make_db(path: Path, rows: int = 100, *, journal_mode: str = "wal", payload: int = 100) -> Path:
@@ -87,6 +135,26 @@ def integrity(path: Path) -> str:
         conn.close()
 
 
+def run_process(
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """Run a real process in ``cwd`` with ``env`` added to this one's; its output as UTF-8 text."""
+    return subprocess.run(
+        list(command),
+        cwd=str(cwd),
+        env={**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})},
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=timeout,
+    )
+
+
 @dataclasses.dataclass
 class App:
     """An app root holding a copy of the script, as an operator would lay it out."""
@@ -133,15 +201,10 @@ class App:
         timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
         """Run the script in a real subprocess (from ``cwd``, default the app root)."""
-        full_env = {**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})}
-        return subprocess.run(
+        return run_process(
             [sys.executable, str(self.script), *args],
-            cwd=str(cwd or self.root),
-            env=full_env,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
+            cwd=cwd or self.root,
+            env=env,
             timeout=timeout,
         )
 
@@ -159,14 +222,20 @@ class App:
         )
 
 
+def make_app(root: Path, rows: int | None = 200) -> App:
+    """An app laid out at ``root`` (a new folder of any name): a copy of the script and,
+    unless ``rows`` is None, ``instance/pet_painting.db`` (WAL) with that many rows."""
+    root.mkdir(parents=True)
+    shutil.copy2(SCRIPT, root / SCRIPT.name)
+    if rows is not None:
+        make_db(root / "instance" / "pet_painting.db", rows=rows)
+    return App(root)
+
+
 @pytest.fixture
 def app(tmp_path: Path) -> App:
     """An app root with the script and ``instance/pet_painting.db`` (WAL, 200 rows)."""
-    root = tmp_path / "app"
-    root.mkdir()
-    shutil.copy2(SCRIPT, root / SCRIPT.name)
-    make_db(root / "instance" / "pet_painting.db", rows=200)
-    return App(root)
+    return make_app(tmp_path / "app")
 
 
 # --------------------------------------------------------------------------------------
@@ -333,3 +402,55 @@ def webhook() -> Iterator[Webhook]:
         yield server
     finally:
         server.close()
+
+
+# --------------------------------------------------------------------------------------
+# The script run as an unprivileged user (permission tests: root, setpriv, Linux)
+# --------------------------------------------------------------------------------------
+
+NOBODY = 65534  # the unprivileged user and group of Debian and most Linux systems
+
+
+@dataclasses.dataclass
+class Nobody:
+    """A folder in /tmp that user 65534 can enter, and the command prefix that runs a Python
+    as that user (``setpriv`` and a Python outside /root)."""
+
+    base: Path
+    prefix: list[str]
+
+    def make_app(self) -> App:
+        """``base/app`` with a copy of the script, still owned by root (see ``give``)."""
+        return make_app(self.base / "app", rows=None)
+
+    def run(self, app: App, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run the script of ``app`` as user 65534, from the app root."""
+        return run_process([*self.prefix, str(app.script), *args], cwd=app.root, timeout=timeout)
+
+    @staticmethod
+    def give(folder: Path) -> None:
+        """Make ``folder`` and everything below it belong to user 65534."""
+        os.chown(folder, NOBODY, NOBODY)
+        for parent, folders, files in os.walk(folder):
+            for name in folders + files:
+                os.chown(os.path.join(parent, name), NOBODY, NOBODY, follow_symlinks=False)
+
+
+@pytest.fixture
+def nobody() -> Iterator[Nobody]:
+    """User 65534 with a folder of its own in /tmp, removed after the test; skips where the
+    script cannot be run as another user."""
+    if sys.platform != "linux" or os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("running as another user needs root and setpriv on Linux")
+    python = next(
+        (p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.path.exists(p)), None
+    )
+    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    if python is None or subprocess.run([*as_nobody, python, "-c", "import sqlite3"]).returncode:
+        pytest.skip("no Python outside /root that an unprivileged user can run")
+    base = Path(tempfile.mkdtemp(prefix="dbbackup-nobody-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        yield Nobody(base, [*as_nobody, python])
+    finally:
+        shutil.rmtree(base)

@@ -7,14 +7,12 @@ and no webhook secret (a query token, Slack's secret path) is ever printed or lo
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import socket
 import socketserver
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +20,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import HOLD_LOCK, SCRIPT, App, Webhook, assert_no_traceback, make_config, make_db
+from conftest import (
+    HOLD_LOCK,
+    App,
+    Nobody,
+    Webhook,
+    assert_no_traceback,
+    make_config,
+    make_db,
+)
 
 DB = "pet_painting.db"
 TOKEN = "tok3n-Qx7Zr9-NEVER-SHOWN"
@@ -277,8 +283,8 @@ def test_webhook_that_never_answers_times_out_with_a_warning(
     server = raw_server(None)
     url = f"http://127.0.0.1:{server.port}/hook"
     started = time.monotonic()
-    result = app.run("--run", "--notify-on", "always", "--notify-url", url)
-    assert time.monotonic() - started < 60
+    result = app.run("--run", "--notify-on", "always", "--notify-url", url, "--notify-timeout", "1")
+    assert time.monotonic() - started < 30
     assert result.returncode == 0, result.stdout + result.stderr
     assert "warning" in result.stderr, result.stderr
     assert last_run(app)["alerts"][0]["status"] == "failed"
@@ -531,51 +537,28 @@ def test_notify_command_that_times_out_does_not_show_its_command_line(
     assert delivery == {"target": "command", "status": "failed", "error": "did not finish in 0.5 s"}
 
 
-NOBODY = 65534  # the unprivileged user and group of Debian and most Linux systems
-
-
 @pytest.fixture
-def shut_out() -> Iterator[tuple[list[str], Path, Path]]:
-    """A command prefix that runs the script as an unprivileged user, the app folder it owns,
-    and a folder it cannot enter. Needs root, setpriv and a Python that user can run."""
-    if sys.platform != "linux" or os.geteuid() != 0 or not shutil.which("setpriv"):
-        pytest.skip("running as another user needs root and setpriv on Linux")
-    python = next(
-        (p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.path.exists(p)), None
-    )
-    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    if python is None or subprocess.run([*as_nobody, python, "-c", "import sqlite3"]).returncode:
-        pytest.skip("no Python outside /root that an unprivileged user can run")
-    base = Path(tempfile.mkdtemp(prefix="dbbackup-shut-out-", dir="/tmp"))
-    try:
-        base.chmod(0o755)
-        app = base / "app"
-        app.mkdir()
-        shutil.copy(SCRIPT, app / SCRIPT.name)
-        make_db(app / DB)
-        for path in [app, *app.iterdir()]:
-            os.chown(path, NOBODY, NOBODY)
-        shut = base / "shut"
-        shut.mkdir(mode=0o700)
-        yield [*as_nobody, python, str(app / SCRIPT.name)], app, shut
-    finally:
-        shutil.rmtree(base)
+def shut_out(nobody: Nobody) -> tuple[App, Path]:
+    """An app folder owned by an unprivileged user (its database beside the script), and a
+    folder that user cannot enter."""
+    app = nobody.make_app()
+    make_db(app.root / DB)
+    nobody.give(app.root)
+    shut = nobody.base / "shut"
+    shut.mkdir(mode=0o700)
+    return app, shut
 
 
 @pytest.mark.parametrize("where", ["--log-file", "--backup-dir"])
 def test_folder_the_user_cannot_enter_is_a_clear_error_and_an_alert(
-    shut_out: tuple[list[str], Path, Path], webhook: Webhook, where: str
+    nobody: Nobody, shut_out: tuple[App, Path], webhook: Webhook, where: str
 ) -> None:
-    command, app, shut = shut_out
-    paths = {"--log-file": str(app / "log.json"), "--backup-dir": str(app / "backups")}
+    app, shut = shut_out
+    paths = {"--log-file": str(app.root / "log.json"), "--backup-dir": str(app.root / "backups")}
     paths[where] = str(shut / "inside" / ("log.json" if where == "--log-file" else "backups"))
-    result = subprocess.run(
-        [*command, "--run", "--db", str(app / DB), *(w for kv in paths.items() for w in kv)]
-        + ["--notify-url", webhook.url()],
-        cwd=app,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    flags = [w for kv in paths.items() for w in kv]
+    result = nobody.run(
+        app, "--run", "--db", str(app.root / DB), *flags, "--notify-url", webhook.url()
     )
     # A log folder it cannot enter fails the run (1); a backup folder it cannot make is a
     # configuration error (2).

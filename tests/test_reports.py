@@ -8,15 +8,11 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SCRIPT, App, assert_no_traceback, make_config, make_db, plant_backup
+from conftest import App, Nobody, assert_no_traceback, make_config, make_db, plant_backup
 
 import database_backup_scheduler as dbs
 
@@ -162,9 +158,6 @@ def test_history_json_is_one_json_document_even_when_empty(app: App) -> None:
 # -- history when the run log is missing, damaged or unreadable: the backups on disk ---
 
 
-NOBODY = 65534  # the unprivileged user and group of Debian and most Linux systems
-
-
 @pytest.fixture
 def two_backups(app: App) -> list[Path]:
     """Two real --run's, each making a backup of the main database: oldest first."""
@@ -240,53 +233,19 @@ def test_history_json_from_a_sound_run_log_names_the_run_log_as_its_source(
     assert {r["file"] for r in document["backups"]} >= {str(p) for p in two_backups}
 
 
-@pytest.fixture
-def app_of_nobody() -> Iterator[tuple[list[str], App]]:
-    """An app folder owned by an unprivileged user, and the command prefix that runs the
-    script as that user. Needs root, setpriv and a Python that user can run."""
-    if sys.platform != "linux" or os.geteuid() != 0 or not shutil.which("setpriv"):
-        pytest.skip("running as another user needs root and setpriv on Linux")
-    python = next(
-        (p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.path.exists(p)), None
-    )
-    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    if python is None or subprocess.run([*as_nobody, python, "-c", "import sqlite3"]).returncode:
-        pytest.skip("no Python outside /root that an unprivileged user can run")
-    base = Path(tempfile.mkdtemp(prefix="dbbackup-history-", dir="/tmp"))
-    try:
-        base.chmod(0o755)
-        root = base / "app"
-        root.mkdir()
-        shutil.copy(SCRIPT, root / SCRIPT.name)
-        make_db(root / "instance" / "pet_painting.db", rows=50)
-        yield [*as_nobody, python, str(root / SCRIPT.name)], App(root)
-    finally:
-        shutil.rmtree(base)
-
-
 def test_history_of_a_run_log_the_user_cannot_read_lists_the_backups_found_on_disk(
-    app_of_nobody: tuple[list[str], App],
+    nobody: Nobody,
 ) -> None:
-    command, app = app_of_nobody
+    app = nobody.make_app()
+    make_db(app.main_db, rows=50)
     for _ in range(2):
         assert app.run("--run").returncode == 0
     backups = app.backups("pet_painting.db")
-    for folder, _, files in os.walk(app.root):
-        os.chown(folder, NOBODY, NOBODY)
-        for name in files:
-            os.chown(os.path.join(folder, name), NOBODY, NOBODY)
+    nobody.give(app.root)
     os.chown(app.log_file, 0, 0)
     app.log_file.chmod(0o600)
 
-    result = subprocess.run(
-        [*command, "--history"],
-        cwd=app.root,
-        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=120,
-    )
+    result = nobody.run(app, "--history")
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert_no_traceback(result)

@@ -23,14 +23,15 @@ from pathlib import Path
 
 import pytest
 from conftest import (
-    SCRIPT,
     App,
     assert_no_traceback,
     damage_middle_page,
     dump,
     integrity,
     journal_mode_in_header,
+    make_app,
     make_db,
+    run_process,
 )
 
 import database_backup_scheduler as dbs
@@ -136,11 +137,25 @@ def safety_copies(app: App) -> list[Path]:
 
 
 def restore(app: App, backup: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return app.run("--restore", str(backup), "--yes", "--busy-timeout", "1", *args)
+    """--restore --yes that waits 0.2 s at most for a database another process holds."""
+    return app.run("--restore", str(backup), "--yes", "--busy-timeout", "0.2", *args)
 
 
 def file_state(path: Path) -> tuple[bytes, int]:
     return path.read_bytes(), path.stat().st_mtime_ns
+
+
+def refused_restore(
+    app: App, backup: Path, *args: str, exit_code: int
+) -> subprocess.CompletedProcess[str]:
+    """A restore that must be refused with ``exit_code``: the main database is left as it
+    was, to its modification time, and no safety copy is made."""
+    state = file_state(app.main_db)
+    result = restore(app, backup, *args)
+    assert result.returncode == exit_code, result.stdout + result.stderr
+    assert file_state(app.main_db) == state
+    assert safety_copies(app) == []
+    return result
 
 
 def undo_command(result: subprocess.CompletedProcess[str]) -> str:
@@ -153,16 +168,7 @@ def run_in_bash(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run a printed command line as pasted into a POSIX shell."""
     if shutil.which("bash") is None:
         pytest.skip("needs bash to run the printed command as pasted")
-    return subprocess.run(
-        ["bash", "-c", command],
-        cwd=str(cwd),
-        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=120,
-    )
+    return run_process(["bash", "-c", command], cwd=cwd)
 
 
 def plant_copy(backup: Path) -> Path:
@@ -366,11 +372,7 @@ def test_restore_undo_line_run_as_printed_puts_the_replaced_content_back(
 def test_restore_undo_line_runs_as_printed_from_an_app_path_with_a_space_and_quotes(
     tmp_path: Path,
 ) -> None:
-    root = tmp_path / "Jo's pet app $HOME"
-    root.mkdir()
-    shutil.copy2(SCRIPT, root / SCRIPT.name)
-    app = App(root)
-    make_db(app.main_db, rows=200)
+    app = make_app(tmp_path / "Jo's pet app $HOME")
     backup = back_up(app)
     add_rows(app.main_db)
     before = dump(app.main_db)
@@ -607,14 +609,10 @@ def test_restore_refuses_a_damaged_backup_and_changes_nothing(app: App) -> None:
     backup = back_up(app)
     add_rows(app.main_db)
     damage_middle_page(backup)
-    state = file_state(app.main_db)
 
-    result = restore(app, backup)
+    result = refused_restore(app, backup, exit_code=1)
 
-    assert result.returncode == 1, result.stdout + result.stderr
     assert "refusing" in result.stderr
-    assert file_state(app.main_db) == state
-    assert safety_copies(app) == []
     assert_no_traceback(result)
 
 
@@ -629,13 +627,8 @@ def test_restore_refuses_a_backup_whose_sha256_differs_from_the_log(
         conn.execute("UPDATE items SET value = value + 1 WHERE id = 1")
     conn.close()
     shutil.copyfile(scratch, backup)  # still a well-formed database; not the one logged
-    state = file_state(app.main_db)
 
-    result = restore(app, backup)
-
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert file_state(app.main_db) == state
-    assert safety_copies(app) == []
+    refused_restore(app, backup, exit_code=1)
 
 
 def test_restore_refuses_without_yes_off_a_terminal(app: App) -> None:
@@ -706,16 +699,12 @@ def warning_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
 def test_restore_refuses_a_backup_the_run_log_does_not_know(app: App) -> None:
     planted = plant_copy(back_up(app))
     add_rows(app.main_db)
-    state = file_state(app.main_db)
 
-    result = restore(app, planted)
+    result = refused_restore(app, planted, exit_code=2)
 
-    assert result.returncode == 2, result.stdout + result.stderr
     assert "refusing to restore:" in result.stderr
     assert "is not a backup the run log" in result.stderr
     assert any("--allow-unlogged" in line for line in hint_lines(result)), result.stderr
-    assert file_state(app.main_db) == state
-    assert safety_copies(app) == []
     assert_no_traceback(result)
 
 
@@ -723,15 +712,11 @@ def test_restore_refuses_a_backup_once_its_run_log_is_gone(app: App) -> None:
     backup = back_up(app)
     add_rows(app.main_db)
     app.log_file.unlink()
-    state = file_state(app.main_db)
 
-    result = restore(app, backup)
+    result = refused_restore(app, backup, exit_code=2)
 
-    assert result.returncode == 2, result.stdout + result.stderr
     assert "is not a backup the run log" in result.stderr
     assert any("--allow-unlogged" in line for line in hint_lines(result)), result.stderr
-    assert file_state(app.main_db) == state
-    assert safety_copies(app) == []
 
 
 def test_restore_refuses_a_planted_backup_with_64_bytes_of_row_data_changed(app: App) -> None:
@@ -740,14 +725,10 @@ def test_restore_refuses_a_planted_backup_with_64_bytes_of_row_data_changed(app:
     change_row_data(planted)
     assert integrity(planted) == "ok"  # well-formed: only the run log can tell
     assert dump(planted, immutable=True) != dump(backup, immutable=True)
-    state = file_state(app.main_db)
 
-    result = restore(app, planted)
+    result = refused_restore(app, planted, exit_code=2)
 
-    assert result.returncode == 2, result.stdout + result.stderr
     assert "is not a backup the run log" in result.stderr
-    assert file_state(app.main_db) == state
-    assert safety_copies(app) == []
 
 
 def test_restore_with_allow_unlogged_restores_an_unlogged_backup_with_a_warning(
@@ -768,16 +749,12 @@ def test_restore_with_allow_unlogged_restores_an_unlogged_backup_with_a_warning(
 def test_restore_refuses_a_backup_of_another_database_into_the_app_database(app: App) -> None:
     make_db(app.root_db, rows=50, journal_mode="delete")
     backup = back_up(app, "root_pet_painting.db")
-    state = file_state(app.main_db)
 
-    result = restore(app, backup, "--target", str(app.main_db))
+    result = refused_restore(app, backup, "--target", str(app.main_db), exit_code=2)
 
-    assert result.returncode == 2, result.stdout + result.stderr
     assert "refusing to restore:" in result.stderr
     assert "is a backup of root_pet_painting.db" in result.stderr
     assert any("--allow-other-database" in line for line in hint_lines(result)), result.stderr
-    assert file_state(app.main_db) == state
-    assert safety_copies(app) == []
     assert_no_traceback(result)
 
 

@@ -19,9 +19,7 @@ import datetime as dt
 import json
 import os
 import shlex
-import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -33,7 +31,7 @@ from typing import IO, Callable, Optional
 import pytest
 import pytz
 import time_machine
-from conftest import SCRIPT, App, integrity, make_db, read_invariant
+from conftest import App, database_held, integrity, let_go, make_app, make_db, read_invariant
 
 from database_backup_scheduler import (
     LOCK_FILE_NAME,
@@ -705,45 +703,6 @@ def test_signal_ends_the_waiting_scheduler_at_once_with_exit_0(
 
 
 @posix_only
-def test_sigterm_during_a_backup_of_a_large_database_lets_the_backup_finish(
-    app: App, start_scheduler: Callable[..., SchedulerProcess]
-) -> None:
-    big = make_db(app.root / "instance" / "big.db", rows=10, journal_mode="delete")
-    conn = sqlite3.connect(big)
-    with conn:
-        conn.execute(
-            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 250) "
-            "INSERT INTO items(value, pad) SELECT x, randomblob(1000000) FROM n"
-        )
-        conn.execute(
-            "UPDATE totals SET total = (SELECT SUM(value) FROM items), "
-            "count = (SELECT COUNT(*) FROM items) WHERE id = 1"
-        )
-    conn.close()
-    assert big.stat().st_size > 200_000_000
-    expected = read_invariant(big)
-
-    process = start_scheduler("--db", "big.db=instance/big.db", "--busy-timeout", "120")
-    # SIGTERM as soon as the temporary file shows the backup is being written.
-    in_progress = process.wait_for(
-        lambda: bool(temp_files(app.backup_dir)) and not app.backups("big.db"), timeout=120
-    )
-    code, _ = process.stop(signal.SIGTERM, timeout=300)
-
-    assert in_progress, process.describe()
-    assert code == ExitCode.OK, process.describe()
-    assert "Scheduler stopped" in process.stdout
-    backups = app.backups("big.db")
-    assert len(backups) == 1, process.describe()
-    assert integrity(backups[0]) == "ok"
-    assert read_invariant(backups[0]) == expected
-    assert temp_files(app.backup_dir) == []
-    runs = run_log(app)
-    assert [(run["status"], run["trigger"]) for run in runs] == [("ok", "schedule")]
-    assert runs[0]["results"][0]["backup"] == str(backups[0])
-
-
-@posix_only
 def test_failed_run_is_reported_and_logged_and_the_scheduler_keeps_running(
     app: App, start_scheduler: Callable[..., SchedulerProcess]
 ) -> None:
@@ -782,55 +741,22 @@ def test_run_that_cannot_take_the_run_lock_is_reported_and_the_scheduler_keeps_r
     assert process.stdout.count("Next backup:") == 1
 
 
-# A process that holds an EXCLUSIVE lock on a rollback-journal database (argv[1]) until a
-# line arrives on its stdin: every reader waits. Prints "ready" once it holds the lock.
-HOLD_DATABASE = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN EXCLUSIVE")
-conn.execute("UPDATE totals SET total = total WHERE id = 1")
-print("ready", flush=True)
-sys.stdin.readline()
-conn.execute("ROLLBACK")
-conn.close()
-"""
 ANSWER_WITHIN_S = 2.0
 
 
 @pytest.fixture
 def held_database(app: App) -> Iterator[subprocess.Popen[str]]:
-    """``instance/held.db`` (rollback journal) locked by another process; write a line to
-    its stdin (or close it) to let go."""
+    """``instance/held.db`` (rollback journal) locked by another process until ``let_go``."""
     database = make_db(app.root / "instance" / "held.db", rows=20, journal_mode="delete")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_DATABASE, str(database)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    with database_held(database) as holder:
         yield holder
-    finally:
-        release(holder)
 
 
-def release(holder: subprocess.Popen[str]) -> None:
-    """Let go of the held database (once; later calls do nothing)."""
-    if holder.poll() is None:
-        with contextlib.suppress(OSError, ValueError):
-            assert holder.stdin is not None
-            holder.stdin.write("go\n")
-            holder.stdin.close()
-        try:
-            holder.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            holder.kill()
-            holder.wait(timeout=30)
-
-
-def start_backup_of_the_held_database(
-    app: App, start_scheduler: Callable[..., SchedulerProcess]
+@pytest.fixture
+def busy_scheduler(
+    app: App,
+    start_scheduler: Callable[..., SchedulerProcess],
+    held_database: subprocess.Popen[str],
 ) -> SchedulerProcess:
     """--schedule catching up at once on the held database: its backup waits for the lock."""
     process = start_scheduler("--db", "held.db=instance/held.db", "--busy-timeout", "30")
@@ -844,64 +770,68 @@ def start_backup_of_the_held_database(
 STOPPING = "stopping once the backup in progress has finished; press Ctrl+C again to stop now"
 
 
+def ask_to_stop_during_the_backup(process: SchedulerProcess, signum: int) -> bool:
+    """Send ``signum`` to a scheduler busy with a backup; whether it answered at once."""
+    process.proc.send_signal(signum)
+    return process.wait_for(lambda: STOPPING in process.stderr, timeout=ANSWER_WITHIN_S)
+
+
 @posix_only
 def test_ctrl_c_during_a_backup_says_at_once_that_the_scheduler_stops_after_it(
-    app: App,
-    start_scheduler: Callable[..., SchedulerProcess],
-    held_database: subprocess.Popen[str],
+    app: App, busy_scheduler: SchedulerProcess, held_database: subprocess.Popen[str]
 ) -> None:
-    process = start_backup_of_the_held_database(app, start_scheduler)
+    answered = ask_to_stop_during_the_backup(busy_scheduler, signal.SIGINT)
+    still_busy = busy_scheduler.running() and app.backups("held.db") == []
+    let_go(held_database)
 
-    process.proc.send_signal(signal.SIGINT)
-    answered = process.wait_for(lambda: STOPPING in process.stderr, timeout=ANSWER_WITHIN_S)
-    still_busy = process.running() and app.backups("held.db") == []
-    release(held_database)
-
-    assert answered, process.describe()
-    assert still_busy, process.describe()
+    assert answered, busy_scheduler.describe()
+    assert still_busy, busy_scheduler.describe()
 
 
 @posix_only
-def test_ctrl_c_during_a_backup_lets_it_finish_then_stops_with_exit_0(
-    app: App,
-    start_scheduler: Callable[..., SchedulerProcess],
-    held_database: subprocess.Popen[str],
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_during_a_backup_lets_it_finish_then_stops_with_exit_0(
+    app: App, busy_scheduler: SchedulerProcess, held_database: subprocess.Popen[str], signum: int
 ) -> None:
-    process = start_backup_of_the_held_database(app, start_scheduler)
+    answered = ask_to_stop_during_the_backup(busy_scheduler, signum)
+    let_go(held_database)  # the backup in progress can go on now
+    code = busy_scheduler.proc.wait(timeout=60)
 
-    process.proc.send_signal(signal.SIGINT)
-    time.sleep(0.5)
-    release(held_database)
-    code = process.proc.wait(timeout=60)
-
-    assert code == ExitCode.OK, process.describe()
-    assert process.wait_for(lambda: "Scheduler stopped." in process.stdout), process.describe()
+    assert answered, busy_scheduler.describe()
+    assert code == ExitCode.OK, busy_scheduler.describe()
+    assert busy_scheduler.wait_for(lambda: "Scheduler stopped." in busy_scheduler.stdout), (
+        busy_scheduler.describe()
+    )
     [backup] = app.backups("held.db")
     assert integrity(backup) == "ok"
+    assert read_invariant(backup) == read_invariant(app.root / "instance" / "held.db")
     assert temp_files(app.backup_dir) == []
+    runs = run_log(app)
+    assert [(run["status"], run["trigger"]) for run in runs] == [("ok", "schedule")]
+    assert runs[0]["results"][0]["backup"] == str(backup)
 
 
 @posix_only
 def test_second_ctrl_c_during_a_backup_stops_it_at_once_with_exit_130(
-    app: App,
-    start_scheduler: Callable[..., SchedulerProcess],
-    held_database: subprocess.Popen[str],
+    app: App, busy_scheduler: SchedulerProcess, held_database: subprocess.Popen[str]
 ) -> None:
-    process = start_backup_of_the_held_database(app, start_scheduler)
-
-    process.proc.send_signal(signal.SIGINT)
-    time.sleep(0.5)
+    answered = ask_to_stop_during_the_backup(busy_scheduler, signal.SIGINT)
     try:
-        code, seconds = process.stop(signal.SIGINT, timeout=ANSWER_WITHIN_S + 3)
+        code, seconds = busy_scheduler.stop(signal.SIGINT, timeout=ANSWER_WITHIN_S + 3)
     except subprocess.TimeoutExpired:
         code, seconds = None, None
-    release(held_database)
+    let_go(held_database)
     if code is None:
-        code = process.proc.wait(timeout=60)
+        code = busy_scheduler.proc.wait(timeout=60)
 
-    assert seconds is not None, f"still running {ANSWER_WITHIN_S + 3} s later\n{process.describe()}"
-    assert code == 130, process.describe()
-    assert process.wait_for(lambda: "interrupted" in process.stderr), process.describe()
+    assert answered, busy_scheduler.describe()
+    assert seconds is not None, (
+        f"still running {ANSWER_WITHIN_S + 3} s later\n{busy_scheduler.describe()}"
+    )
+    assert code == 130, busy_scheduler.describe()
+    assert busy_scheduler.wait_for(lambda: "interrupted" in busy_scheduler.stderr), (
+        busy_scheduler.describe()
+    )
     assert temp_files(app.backup_dir) == []
     assert app.backups("held.db") == []
 
@@ -909,14 +839,6 @@ def test_second_ctrl_c_during_a_backup_stops_it_at_once_with_exit_130(
 # ======================================================================================
 # --cron
 # ======================================================================================
-
-
-def app_at(root: Path) -> App:
-    """An app laid out at ``root`` (any folder name), with the script and its main database."""
-    root.mkdir(parents=True)
-    shutil.copy2(SCRIPT, root / SCRIPT.name)
-    make_db(root / "instance" / "pet_painting.db", rows=20)
-    return App(root)
 
 
 def cron_lines(output: str) -> list[str]:
@@ -999,7 +921,7 @@ def test_cron_escapes_percent_and_quotes_paths_with_spaces(tmp_path: Path, folde
 def test_cron_command_backs_up_when_run_by_the_shell_from_any_folder(
     tmp_path: Path, folder: str
 ) -> None:
-    target = app_at(tmp_path / folder)
+    target = make_app(tmp_path / folder, rows=20)
     result = target.run("--cron", timeout=60)
     (line,) = cron_lines(result.stdout)
     command = line.split(" ", 5)[5].replace("\\%", "%")  # what cron hands to /bin/sh
@@ -1033,7 +955,7 @@ def test_cron_line_backs_up_the_databases_and_folder_given_with_the_command(
 @posix_only
 @pytest.mark.parametrize("folder", ["my app 100%", "nightly\\new"])
 def test_cron_install_line_adds_the_crontab_line_unchanged(tmp_path: Path, folder: str) -> None:
-    target = app_at(tmp_path / folder)
+    target = make_app(tmp_path / folder, rows=20)
     result = target.run("--cron", timeout=60)
     (line,) = cron_lines(result.stdout)
     install = [x.strip() for x in result.stdout.splitlines() if x.strip().startswith("(crontab")]
