@@ -22,6 +22,8 @@ Nouns used throughout:
 - restore: putting a backup back into its source database through SQLite.
 - destination: somewhere a copy of each backup also goes (a folder, S3, an upload command).
 - safety copy: the database a restore replaced, kept as ``<name>.<stamp>.pre-restore``.
+- sealed copy: a temporary copy of one database, complete, checked, fsynced and hashed
+  (``sealed_copy``); backups, safety copies and restores are each one.
 
 Only the standard library is needed to back up; ``--schedule`` needs the ``schedule``
 package, ``--s3`` needs ``boto3`` and ``--compress zstd`` needs ``zstandard``.
@@ -58,6 +60,7 @@ from typing import Any, Callable, NoReturn, TextIO
 # Loaded where they are used, to keep every start short: ctypes, concurrent.futures,
 # gzip, shlex, socket, subprocess, traceback, urllib.request; schedule, pytz, boto3 and
 # zstandard are optional packages.
+
 
 # ======================================================================================
 # Constants and defaults
@@ -296,6 +299,107 @@ def install_hint(*requirements: str) -> str:
 
 # What --schedule needs, as the operator installs it (the app folder has no requirements.txt).
 SCHEDULE_REQUIREMENTS = ("schedule>=1.2,<2", "pytz")
+
+
+# --- Time ---
+
+
+def _now_local() -> dt.datetime:
+    return dt.datetime.now().astimezone()
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def parse_iso(text: Any) -> dt.datetime | None:
+    """Parse an ISO 8601 time from the log into an aware datetime, or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+# --- Subprocesses and output ---
+
+
+def split_command(template: str) -> list[str]:
+    """Split a command line into words as the platform's shell would quote them."""
+    import shlex
+
+    if os.name != "nt":
+        return shlex.split(template)
+    # Windows: shlex keeps the quotes (posix=False); subprocess quotes each word again.
+    words = shlex.split(template, posix=False)
+    return [w[1:-1] if len(w) >= 2 and w[0] == w[-1] == '"' else w for w in words]
+
+
+def run_command(
+    words: Sequence[str], *, timeout: float, stdin_text: str | None = None
+) -> tuple[int, str]:
+    """Run a command without a shell; return (exit code, its output's last line).
+
+    Its standard input is the given text or nothing (an uploader that prompts must
+    not wait for ever), and on a timeout its whole process group is killed, so a
+    wrapper's children cannot keep the run waiting.
+    """
+    import subprocess
+
+    group = {"start_new_session": True} if os.name == "posix" else {}
+    process = subprocess.Popen(
+        list(words),
+        stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        **group,  # type: ignore[arg-type]
+    )
+    try:
+        output, _ = process.communicate(stdin_text, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if os.name == "posix":
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        process.kill()
+        process.communicate()
+        raise
+    lines = (output or "").strip().splitlines()
+    return process.returncode, (lines[-1][:300] if lines else "")
+
+
+def _write_quietly(stream: TextIO, text: str) -> None:
+    """Write and flush; a closed pipe or console must never abort a backup half-way."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
+# ======================================================================================
+# Process-level state
+# ======================================================================================
+
+# State that outlives one call, all of it here; each says why it belongs to the process
+# rather than to one object.
+
+
+# Temporary files this process has made and not yet removed. Ctrl+C can land between a
+# file's creation and the ``try`` that would remove it; main() removes what is left here.
+_LIVE_TEMP_FILES: set[Path] = set()
+
+
+# On POSIX, closing any descriptor of a file drops every lock this process holds on it,
+# SQLite's included. Handles on a database that another connection in this process (an
+# app that imports this module) still has open are parked here, and closed by a later
+# backup once nothing else in the process has the file open, as SQLite itself does.
+_PARKED_HANDLES: list[Any] = []
 
 
 # ======================================================================================
@@ -824,6 +928,9 @@ def is_temp_name(filename: str) -> bool:
 # ======================================================================================
 
 
+# --- Backups on disk ---
+
+
 @dataclasses.dataclass(frozen=True)
 class BackupFile:
     """A backup on disk: its path, parsed name, size and file identity."""
@@ -839,28 +946,6 @@ class BackupFile:
     @property
     def sort_key(self) -> tuple[dt.datetime, int]:
         return (self.taken_at, self.seq)
-
-
-@dataclasses.dataclass
-class BackupResult:
-    """What happened to one database in one run."""
-
-    database: str
-    source: str
-    status: str  # "ok", "failed" or "skipped"
-    backup: str | None = None
-    size_bytes: int | None = None
-    sha256: str | None = None
-    duration_s: float = 0.0
-    error: str | None = None
-    hint: str | None = None
-    pruned: list[str] = dataclasses.field(default_factory=list)
-    content_sha256: str | None = None  # of the database bytes; differs from sha256 when packed
-    compression: str | None = None
-    linked_to: str | None = None  # an unchanged database shares its previous backup's file
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def _backup_file(
@@ -976,6 +1061,9 @@ def remove_stale_temp_files(backup_dir: Path) -> list[Path]:
     return removed
 
 
+# --- Files: temporary, fsync, publish ---
+
+
 def sqlite_uri(path: Path, mode: str) -> str:
     """A ``file:`` URI for SQLite that never creates a missing file (``mode=rw`` or ``ro``)."""
     uri = path.resolve().as_uri()
@@ -1022,6 +1110,119 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _size_or_zero(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _new_temp_file(folder: Path, name: str) -> Path:
+    """Create an empty owner-only temporary file; O_EXCL never follows a planted link."""
+    temp = folder / format_temp_name(name)
+    _LIVE_TEMP_FILES.add(temp)
+    try:
+        os.close(os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        _LIVE_TEMP_FILES.discard(temp)
+        raise describe_os_error(exc, folder, "writing a temporary file into") from exc
+    return temp
+
+
+def _remove_temp_file(temp: Path) -> None:
+    for leftover in [temp] + [Path(f"{temp}{suffix}") for suffix in ("-journal", "-wal", "-shm")]:
+        try:
+            os.unlink(leftover)
+        except OSError:
+            pass
+    _LIVE_TEMP_FILES.discard(temp)
+
+
+@contextlib.contextmanager
+def temporary_file(folder: Path, name: str) -> Iterator[Path]:
+    """An empty owner-only temporary file in ``folder``, removed when the block ends (with
+    SQLite's journals beside it) unless ``publish_file`` gave it a name."""
+    temp = _new_temp_file(folder, name)
+    try:
+        yield temp
+    finally:
+        _remove_temp_file(temp)
+
+
+def publish_file(temp: Path, folder: Path, candidates: Iterable[str]) -> Path:
+    """Move a sealed file to the first free name of ``candidates`` in ``folder``; never
+    replace a file."""
+    try:
+        for candidate in candidates:
+            final = folder / candidate
+            if os.path.lexists(final):
+                continue
+            try:
+                # A hard link fails if the name exists: no window in which a file is replaced.
+                os.link(temp, final)
+            except FileExistsError:
+                continue
+            except OSError:
+                # File systems without hard links (FAT, some shares): rename, which on
+                # Windows refuses an existing name; on POSIX the run lock guards the check.
+                if os.path.lexists(final):
+                    continue
+                try:
+                    os.rename(temp, final)
+                except FileExistsError:
+                    continue
+            else:
+                os.unlink(temp)
+            _fsync_dir(folder)
+            return final
+    except OSError as exc:
+        raise describe_os_error(exc, folder, "naming the new file in") from exc
+    raise BackupError(f"no free name left in {folder} for {temp.name}")
+
+
+def add_file_name(existing: Path, folder: Path, candidates: Iterable[str]) -> Path | None:
+    """Give ``existing`` one more name, the first free one of ``candidates``, as a hard link;
+    None where the file system has no hard links."""
+    try:
+        for candidate in candidates:
+            final = folder / candidate
+            if os.path.lexists(final):
+                continue
+            try:
+                os.link(existing, final)
+            except FileExistsError:
+                continue
+            except OSError:
+                return None
+            _fsync_dir(folder)
+            return final
+    except OSError as exc:
+        raise describe_os_error(exc, folder, "naming the new file in") from exc
+    return None
+
+
+def share_file(new: Path, names: Iterable[Path]) -> list[Path]:
+    """Make each of ``names`` a hard link to ``new`` (which holds the same bytes), each
+    replaced in one atomic rename; return those that now share it. Best effort: a name
+    that cannot be re-linked keeps its own file."""
+    shared = []
+    for name in names:
+        link = name.with_name(format_temp_name(name.name))
+        try:
+            os.link(new, link)
+            os.replace(link, name)
+            shared.append(name)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(link)
+    if shared:
+        _fsync_dir(new.parent)
+    return shared
+
+
+# --- SQLite's errors, and its check ---
+
+
 def check_database_file(path: Path, *, quick: bool = True) -> str:
     """Run quick_check (or integrity_check) on a file opened read-only; return "ok" or the fault.
 
@@ -1065,6 +1266,8 @@ _SQLITE_PROBLEM_CODES = {
     14: SqliteProblem.CANNOT_OPEN,
     26: SqliteProblem.NOT_A_DATABASE,
 }
+
+
 _SQLITE_PROBLEM_WORDS = (
     ("not a database", SqliteProblem.NOT_A_DATABASE),
     ("malformed", SqliteProblem.DAMAGED),
@@ -1125,192 +1328,64 @@ class _CopyWriteError(Exception):
     """SQLite failed on the copy's side (the backup folder), not on the source's."""
 
 
-def _write_quietly(stream: TextIO, text: str) -> None:
-    """Write and flush; a closed pipe or console must never abort a backup half-way."""
+def _wrap_copy_error(
+    exc: BaseException, source: Path, folder: Path, busy_timeout: float
+) -> BackupError:
+    """The BackupError for a failed snapshot of ``source`` into ``folder``."""
+    if isinstance(exc, _BusyTimeout):
+        return BackupError(
+            f"{source} stayed locked for {busy_timeout:g} s",
+            hint="a long write transaction holds it; retry later or raise --busy-timeout",
+        )
+    cause = exc.__cause__ if isinstance(exc, _CopyWriteError) else exc
+    if isinstance(cause, OSError):
+        full = cause.errno in (errno.ENOSPC, _EDQUOT)
+        reason = "disk full" if full else (cause.strerror or str(cause))
+    else:
+        reason = str(cause)
+        full = classify_sqlite_error(cause) in (SqliteProblem.FULL, SqliteProblem.IO_ERROR)
+    if full:
+        return BackupError(
+            f"cannot write the copy of {source} into {folder} ({reason})",
+            hint=f"the copy needs about {_format_size(_size_or_zero(source))}: free "
+            "space on that disk, or move --backup-dir",
+        )
+    if isinstance(exc, _CopyWriteError):
+        return BackupError(
+            f"cannot write the copy of {source} into {folder} ({reason})",
+            hint="check that the folder still exists, is writable and has free space",
+        )
+    if isinstance(exc, sqlite3.Error):
+        return _describe_sqlite_error(exc, source)
+    assert isinstance(exc, OSError)
+    return describe_os_error(exc, folder, "writing a copy into")
+
+
+# --- Hash behind the copy ---
+
+
+@functools.cache
+def _writeback_call() -> Callable[[int, int, int], None] | None:
+    """Linux's sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE), or None elsewhere.
+
+    It starts writing a range to disk and returns at once, as PostgreSQL and RocksDB do
+    while writing large files: the disk works during the copy instead of all at the
+    fsync. Durability still comes from that fsync.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
     try:
-        stream.write(text)
-        stream.flush()
-    except (OSError, ValueError):
-        pass
+        import ctypes
 
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+        function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    except (ImportError, OSError, AttributeError):
+        return None
 
-class _CopyWatcher:
-    """Watches a copy's temporary file grow: shows progress, and with ``flush`` fsyncs it.
+    def call(fd: int, offset: int, length: int) -> None:
+        function(fd, offset, length, 2)  # SYNC_FILE_RANGE_WRITE; a hint: no errors
 
-    Flushing while SQLite is still writing overlaps the disk's work with the copy, so
-    the fsync after verification finds little left to write. Not beside the direct
-    copy: an fsync there slows it to the disk's pace while a rollback-journal source
-    is locked (on Linux, the hash read behind it starts writeback instead). Progress is
-    shown only on a terminal, for large databases.
-    """
-
-    FLUSH_EVERY_BYTES = 64 * 1024 * 1024
-
-    def __init__(
-        self, label: str, temp: Path, total: int, stream: TextIO | None, *, flush: bool
-    ) -> None:
-        self.label, self.temp, self.total = label, temp, total
-        self.stream = stream if total >= PROGRESS_MIN_BYTES else None
-        self.flush = flush and total >= self.FLUSH_EVERY_BYTES
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> _CopyWatcher:
-        if self.flush or self.stream is not None:
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        try:
-            fd = os.open(self.temp, os.O_RDWR | getattr(os, "O_BINARY", 0))
-        except OSError:
-            return
-        flushed = 0
-        try:
-            while not self._stop.wait(0.2):
-                done = os.fstat(fd).st_size
-                if self.flush and done - flushed >= self.FLUSH_EVERY_BYTES:
-                    os.fsync(fd)
-                    flushed = done
-                if self.stream is not None:
-                    percent = min(99, done * 100 // max(self.total, 1))
-                    _write_quietly(self.stream, f"\r  copying {self.label}: {percent:3d}%")
-        except OSError:
-            pass  # the final fsync in _seal reports real write errors
-        finally:
-            os.close(fd)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-        if self.stream is not None:
-            _write_quietly(self.stream, "\r" + " " * (len(self.label) + 20) + "\r")
-
-
-def _snapshot(src: sqlite3.Connection, temp: Path, busy_timeout: float) -> None:
-    """Copy the database open on ``src`` into the empty file ``temp`` with SQLite's backup API.
-
-    The copy a restore makes, and a backup's where ``_snapshot_files`` cannot read the
-    files directly. One step (pages=-1) copies a consistent snapshot; chunked steps
-    restart for ever while the app writes. The destination skips its journal and sync
-    (it is a temporary file, fsynced as a whole later), which halves the copy time and
-    so the time a rollback-journal source is locked against the app's writers.
-    """
-    started = time.monotonic()
-
-    def give_up_when_busy(status: int, remaining: int, total: int) -> None:
-        # Python's backup loop retries a busy source for ever; bound it.
-        if status in (SQLITE_BUSY, SQLITE_LOCKED):
-            if time.monotonic() - started >= busy_timeout:
-                raise _BusyTimeout
-
-    try:
-        dst = sqlite3.connect(str(temp), isolation_level=None)
-        dst.execute("PRAGMA journal_mode=OFF")
-        dst.execute("PRAGMA synchronous=OFF")
-    except sqlite3.Error as exc:
-        raise _CopyWriteError(exc) from exc
-    try:
-        src.backup(dst, pages=-1, progress=give_up_when_busy)
-        try:
-            # A copy of a WAL database is a WAL database; make it one self-contained file.
-            # In exclusive locking mode (set now: during the copy it slows it by half) the
-            # WAL index stays in memory and no -shm is made, which file systems without
-            # shared mmap (FUSE, network shares) could not provide.
-            dst.execute("PRAGMA locking_mode=EXCLUSIVE")
-            dst.execute("PRAGMA journal_mode=DELETE")
-        except sqlite3.Error as exc:
-            raise _CopyWriteError(exc) from exc
-    finally:
-        dst.close()
-
-
-class _SnapshotUnavailable(Exception):
-    """This database cannot be copied by reading its files; SQLite's backup API copies it."""
-
-
-# On POSIX, closing any descriptor of a file drops every lock this process holds on it,
-# SQLite's included. Handles on a database that another connection in this process (an
-# app that imports this module) still has open are parked here, and closed by a later
-# backup once nothing else in the process has the file open, as SQLite itself does.
-_PARKED_HANDLES: list[Any] = []
-
-
-def _files_open_elsewhere(own: set[int]) -> set[tuple[int, int]] | None:
-    """(device, inode) of every file this process has open outside the descriptors ``own``.
-
-    None where the process's descriptors cannot be listed (no /proc or /dev/fd); the
-    handles are then closed, which is safe in this script's own process.
-    """
-    for folder in ("/proc/self/fd", "/dev/fd"):
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            continue
-        found = set()
-        for name in names:
-            if not name.isdigit() or int(name) in own:
-                continue
-            try:
-                info = os.fstat(int(name))
-            except OSError:
-                continue  # the listing's own descriptor, closed by now
-            found.add((info.st_dev, info.st_ino))
-        return found
-    return None
-
-
-class _SourceFiles:
-    """Read-only handles on a database's file, WAL and WAL index, opened when first read.
-
-    Close them only after SQLite's connection is closed: on POSIX, closing a handle
-    would drop that connection's locks.
-    """
-
-    def __init__(self, database: Path) -> None:
-        # Resolved as in sqlite_uri: SQLite keeps a linked database's -wal beside the target.
-        self.database = database.resolve()
-        self._handles: dict[str, Any] = {}
-
-    def read(self, suffix: str, offset: int, view: memoryview) -> int:
-        """Fill ``view`` from ``offset`` of ``<database><suffix>``; short only at the file's end."""
-        try:
-            handle = self._handles.get(suffix)
-            if handle is None:
-                handle = open(f"{self.database}{suffix}", "rb", buffering=0)  # noqa: SIM115
-                self._handles[suffix] = handle
-            handle.seek(offset)
-            done = 0
-            while done < len(view):
-                count = handle.readinto(view[done:])
-                if not count:
-                    break
-                done += count
-            return done
-        except OSError as exc:
-            raise _SnapshotUnavailable(f"cannot read {self.database}{suffix}: {exc}") from exc
-
-    def read_bytes(self, suffix: str, offset: int, size: int) -> bytes:
-        buffer = bytearray(size)
-        return bytes(buffer[: self.read(suffix, offset, memoryview(buffer))])
-
-    def close(self) -> None:
-        """Close the handles, and those parked earlier, unless that would drop a lock."""
-        handles = [*self._handles.values(), *_PARKED_HANDLES]
-        self._handles.clear()
-        _PARKED_HANDLES.clear()
-        elsewhere = None
-        if os.name == "posix" and handles:
-            elsewhere = _files_open_elsewhere({handle.fileno() for handle in handles})
-        for handle in handles:
-            if os.name == "posix":
-                info = os.fstat(handle.fileno())
-                if elsewhere is not None and (info.st_dev, info.st_ino) in elsewhere:
-                    _PARKED_HANDLES.append(handle)
-                    continue
-            handle.close()
+    return call
 
 
 class _TrailingHash:
@@ -1409,6 +1484,88 @@ class _TrailingHash:
             self._error = exc
 
 
+# --- Direct copy ---
+
+
+class _SnapshotUnavailable(Exception):
+    """This database cannot be copied by reading its files; SQLite's backup API copies it."""
+
+
+def _files_open_elsewhere(own: set[int]) -> set[tuple[int, int]] | None:
+    """(device, inode) of every file this process has open outside the descriptors ``own``.
+
+    None where the process's descriptors cannot be listed (no /proc or /dev/fd); the
+    handles are then closed, which is safe in this script's own process.
+    """
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        found = set()
+        for name in names:
+            if not name.isdigit() or int(name) in own:
+                continue
+            try:
+                info = os.fstat(int(name))
+            except OSError:
+                continue  # the listing's own descriptor, closed by now
+            found.add((info.st_dev, info.st_ino))
+        return found
+    return None
+
+
+class _SourceFiles:
+    """Read-only handles on a database's file, WAL and WAL index, opened when first read.
+
+    Close them only after SQLite's connection is closed: on POSIX, closing a handle
+    would drop that connection's locks.
+    """
+
+    def __init__(self, database: Path) -> None:
+        # Resolved as in sqlite_uri: SQLite keeps a linked database's -wal beside the target.
+        self.database = database.resolve()
+        self._handles: dict[str, Any] = {}
+
+    def read(self, suffix: str, offset: int, view: memoryview) -> int:
+        """Fill ``view`` from ``offset`` of ``<database><suffix>``; short only at the file's end."""
+        try:
+            handle = self._handles.get(suffix)
+            if handle is None:
+                handle = open(f"{self.database}{suffix}", "rb", buffering=0)  # noqa: SIM115
+                self._handles[suffix] = handle
+            handle.seek(offset)
+            done = 0
+            while done < len(view):
+                count = handle.readinto(view[done:])
+                if not count:
+                    break
+                done += count
+            return done
+        except OSError as exc:
+            raise _SnapshotUnavailable(f"cannot read {self.database}{suffix}: {exc}") from exc
+
+    def read_bytes(self, suffix: str, offset: int, size: int) -> bytes:
+        buffer = bytearray(size)
+        return bytes(buffer[: self.read(suffix, offset, memoryview(buffer))])
+
+    def close(self) -> None:
+        """Close the handles, and those parked earlier, unless that would drop a lock."""
+        handles = [*self._handles.values(), *_PARKED_HANDLES]
+        self._handles.clear()
+        _PARKED_HANDLES.clear()
+        elsewhere = None
+        if os.name == "posix" and handles:
+            elsewhere = _files_open_elsewhere({handle.fileno() for handle in handles})
+        for handle in handles:
+            if os.name == "posix":
+                info = os.fstat(handle.fileno())
+                if elsewhere is not None and (info.st_dev, info.st_ino) in elsewhere:
+                    _PARKED_HANDLES.append(handle)
+                    continue
+            handle.close()
+
+
 @dataclasses.dataclass(frozen=True)
 class _WalSnapshot:
     """The WAL frames of one committed state: the newest frame of each page, up to a commit."""
@@ -1482,30 +1639,6 @@ def _read_wal_snapshot(files: _SourceFiles, page_size: int) -> _WalSnapshot | No
     return _WalSnapshot(page_count, salts, frames)
 
 
-@functools.cache
-def _writeback_call() -> Callable[[int, int, int], None] | None:
-    """Linux's sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE), or None elsewhere.
-
-    It starts writing a range to disk and returns at once, as PostgreSQL and RocksDB do
-    while writing large files: the disk works during the copy instead of all at the
-    fsync. Durability still comes from that fsync.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        function = ctypes.CDLL(None, use_errno=True).sync_file_range
-        function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    except (ImportError, OSError, AttributeError):
-        return None
-
-    def call(fd: int, offset: int, length: int) -> None:
-        function(fd, offset, length, 2)  # SYNC_FILE_RANGE_WRITE; a hint: no errors
-
-    return call
-
-
 def _copy_pages(
     files: _SourceFiles,
     out: Any,
@@ -1572,43 +1705,6 @@ def _copy_pages(
         on_written(written)
 
 
-def _snapshot_files(
-    src: sqlite3.Connection,
-    files: _SourceFiles,
-    temp: Path,
-    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-) -> _TrailingHash | None:
-    """Copy the database open on ``src`` into ``temp`` by reading its files under a read lock.
-
-    The fast path of a backup: the read transaction pins one committed state (a
-    rollback-journal database cannot be written while it is held; a WAL database's
-    checkpoints cannot pass it), the pages are copied at memory speed, and SHA-256
-    runs behind the writer. Returns the running hash, or None (``temp`` left empty)
-    when this database needs SQLite's backup API: an empty or odd file, a WAL index
-    that cannot be read or kept changing, a very long WAL.
-    """
-    for _attempt in range(3):
-        hashing = _TrailingHash(temp)
-        try:
-            with open(temp, "r+b", buffering=0) as out:
-                if _attempt:
-                    # Not on an empty file: ext4 flushes a file truncated to zero when closed.
-                    out.truncate(0)
-                if _copy_in_read_transaction(src, files, out, hashing.advance, busy_timeout):
-                    hashing.finish()
-                    return hashing
-        except _SnapshotUnavailable:
-            hashing.cancel()
-            break
-        except BaseException:
-            hashing.cancel()
-            raise
-        hashing.cancel()
-    with open(temp, "r+b") as out:
-        out.truncate(0)
-    return None
-
-
 def _copy_in_read_transaction(
     src: sqlite3.Connection,
     files: _SourceFiles,
@@ -1657,41 +1753,152 @@ def _copy_in_read_transaction(
             src.execute("COMMIT")
 
 
-# Temporary files this process has made and not yet removed. Ctrl+C can land between a
-# file's creation and the ``try`` that would remove it; main() removes what is left here.
-_LIVE_TEMP_FILES: set[Path] = set()
+def _snapshot_files(
+    src: sqlite3.Connection,
+    files: _SourceFiles,
+    temp: Path,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+) -> _TrailingHash | None:
+    """Copy the database open on ``src`` into ``temp`` by reading its files under a read lock.
 
-
-def _new_temp_file(folder: Path, name: str) -> Path:
-    """Create an empty owner-only temporary file; O_EXCL never follows a planted link."""
-    temp = folder / format_temp_name(name)
-    _LIVE_TEMP_FILES.add(temp)
-    try:
-        os.close(os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except OSError as exc:
-        _LIVE_TEMP_FILES.discard(temp)
-        raise describe_os_error(exc, folder, "writing a temporary file into") from exc
-    return temp
-
-
-def _remove_temp_file(temp: Path) -> None:
-    for leftover in [temp] + [Path(f"{temp}{suffix}") for suffix in ("-journal", "-wal", "-shm")]:
+    The fast path of a backup: the read transaction pins one committed state (a
+    rollback-journal database cannot be written while it is held; a WAL database's
+    checkpoints cannot pass it), the pages are copied at memory speed, and SHA-256
+    runs behind the writer. Returns the running hash, or None (``temp`` left empty)
+    when this database needs SQLite's backup API: an empty or odd file, a WAL index
+    that cannot be read or kept changing, a very long WAL.
+    """
+    for _attempt in range(3):
+        hashing = _TrailingHash(temp)
         try:
-            os.unlink(leftover)
+            with open(temp, "r+b", buffering=0) as out:
+                if _attempt:
+                    # Not on an empty file: ext4 flushes a file truncated to zero when closed.
+                    out.truncate(0)
+                if _copy_in_read_transaction(src, files, out, hashing.advance, busy_timeout):
+                    hashing.finish()
+                    return hashing
+        except _SnapshotUnavailable:
+            hashing.cancel()
+            break
+        except BaseException:
+            hashing.cancel()
+            raise
+        hashing.cancel()
+    with open(temp, "r+b") as out:
+        out.truncate(0)
+    return None
+
+
+# --- SQLite's backup API ---
+
+
+class _CopyWatcher:
+    """Watches a copy's temporary file grow: shows progress, and with ``flush`` fsyncs it.
+
+    Flushing while SQLite is still writing overlaps the disk's work with the copy, so
+    the fsync after verification finds little left to write. Not beside the direct
+    copy: an fsync there slows it to the disk's pace while a rollback-journal source
+    is locked (on Linux, the hash read behind it starts writeback instead). Progress is
+    shown only on a terminal, for large databases.
+    """
+
+    FLUSH_EVERY_BYTES = 64 * 1024 * 1024
+
+    def __init__(
+        self, label: str, temp: Path, total: int, stream: TextIO | None, *, flush: bool
+    ) -> None:
+        self.label, self.temp, self.total = label, temp, total
+        self.stream = stream if total >= PROGRESS_MIN_BYTES else None
+        self.flush = flush and total >= self.FLUSH_EVERY_BYTES
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _CopyWatcher:
+        if self.flush or self.stream is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            fd = os.open(self.temp, os.O_RDWR | getattr(os, "O_BINARY", 0))
         except OSError:
-            pass
-    _LIVE_TEMP_FILES.discard(temp)
+            return
+        flushed = 0
+        try:
+            while not self._stop.wait(0.2):
+                done = os.fstat(fd).st_size
+                if self.flush and done - flushed >= self.FLUSH_EVERY_BYTES:
+                    os.fsync(fd)
+                    flushed = done
+                if self.stream is not None:
+                    percent = min(99, done * 100 // max(self.total, 1))
+                    _write_quietly(self.stream, f"\r  copying {self.label}: {percent:3d}%")
+        except OSError:
+            pass  # the final fsync in _seal reports real write errors
+        finally:
+            os.close(fd)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+        if self.stream is not None:
+            _write_quietly(self.stream, "\r" + " " * (len(self.label) + 20) + "\r")
 
 
-@contextlib.contextmanager
-def temporary_file(folder: Path, name: str) -> Iterator[Path]:
-    """An empty owner-only temporary file in ``folder``, removed when the block ends (with
-    SQLite's journals beside it) unless ``publish_file`` gave it a name."""
-    temp = _new_temp_file(folder, name)
+def _snapshot(src: sqlite3.Connection, temp: Path, busy_timeout: float) -> None:
+    """Copy the database open on ``src`` into the empty file ``temp`` with SQLite's backup API.
+
+    The copy a restore makes, and a backup's where ``_snapshot_files`` cannot read the
+    files directly. One step (pages=-1) copies a consistent snapshot; chunked steps
+    restart for ever while the app writes. The destination skips its journal and sync
+    (it is a temporary file, fsynced as a whole later), which halves the copy time and
+    so the time a rollback-journal source is locked against the app's writers.
+    """
+    started = time.monotonic()
+
+    def give_up_when_busy(status: int, remaining: int, total: int) -> None:
+        # Python's backup loop retries a busy source for ever; bound it.
+        if status in (SQLITE_BUSY, SQLITE_LOCKED):
+            if time.monotonic() - started >= busy_timeout:
+                raise _BusyTimeout
+
     try:
-        yield temp
+        dst = sqlite3.connect(str(temp), isolation_level=None)
+        dst.execute("PRAGMA journal_mode=OFF")
+        dst.execute("PRAGMA synchronous=OFF")
+    except sqlite3.Error as exc:
+        raise _CopyWriteError(exc) from exc
+    try:
+        src.backup(dst, pages=-1, progress=give_up_when_busy)
+        try:
+            # A copy of a WAL database is a WAL database; make it one self-contained file.
+            # In exclusive locking mode (set now: during the copy it slows it by half) the
+            # WAL index stays in memory and no -shm is made, which file systems without
+            # shared mmap (FUSE, network shares) could not provide.
+            dst.execute("PRAGMA locking_mode=EXCLUSIVE")
+            dst.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.Error as exc:
+            raise _CopyWriteError(exc) from exc
     finally:
-        _remove_temp_file(temp)
+        dst.close()
+
+
+# --- Sealed copy: the one pipeline ---
+
+
+@dataclasses.dataclass(frozen=True)
+class SealedCopy:
+    """A temporary copy of one database: complete, passed quick_check, fsynced, hashed.
+
+    It lives as long as its ``sealed_copy`` block, unless ``publish_file`` names it.
+    """
+
+    path: Path
+    size: int
+    sha256: str
 
 
 def _seal(temp: Path, what: str, hashing: _TrailingHash | None = None) -> tuple[int, str]:
@@ -1723,120 +1930,32 @@ def _seal(temp: Path, what: str, hashing: _TrailingHash | None = None) -> tuple[
     return size, digest
 
 
-def publish_file(temp: Path, folder: Path, candidates: Iterable[str]) -> Path:
-    """Move a sealed file to the first free name of ``candidates`` in ``folder``; never
-    replace a file."""
+def _copy_live_database(
+    source: Path, temp: Path, label: str, busy_timeout: float, progress_stream: TextIO | None
+) -> _TrailingHash | None:
+    """Copy a live database into ``temp``: directly (returning the hash running behind the
+    copy), else through SQLite's backup API (None). Owns the connection and file handles."""
+    total = _size_or_zero(source)
+    # SQLite's own wait is kept short; the copy loops in Python up to busy_timeout.
+    src = sqlite3.connect(
+        sqlite_uri(source, "rw"),
+        uri=True,
+        timeout=min(busy_timeout, SQLITE_WAIT_SLICE_S),
+        isolation_level=None,
+    )
+    files = _SourceFiles(source)
     try:
-        for candidate in candidates:
-            final = folder / candidate
-            if os.path.lexists(final):
-                continue
-            try:
-                # A hard link fails if the name exists: no window in which a file is replaced.
-                os.link(temp, final)
-            except FileExistsError:
-                continue
-            except OSError:
-                # File systems without hard links (FAT, some shares): rename, which on
-                # Windows refuses an existing name; on POSIX the run lock guards the check.
-                if os.path.lexists(final):
-                    continue
-                try:
-                    os.rename(temp, final)
-                except FileExistsError:
-                    continue
-            else:
-                os.unlink(temp)
-            _fsync_dir(folder)
-            return final
-    except OSError as exc:
-        raise describe_os_error(exc, folder, "naming the new file in") from exc
-    raise BackupError(f"no free name left in {folder} for {temp.name}")
-
-
-def add_file_name(existing: Path, folder: Path, candidates: Iterable[str]) -> Path | None:
-    """Give ``existing`` one more name, the first free one of ``candidates``, as a hard link;
-    None where the file system has no hard links."""
-    try:
-        for candidate in candidates:
-            final = folder / candidate
-            if os.path.lexists(final):
-                continue
-            try:
-                os.link(existing, final)
-            except FileExistsError:
-                continue
-            except OSError:
-                return None
-            _fsync_dir(folder)
-            return final
-    except OSError as exc:
-        raise describe_os_error(exc, folder, "naming the new file in") from exc
-    return None
-
-
-def share_file(new: Path, names: Iterable[Path]) -> list[Path]:
-    """Make each of ``names`` a hard link to ``new`` (which holds the same bytes), each
-    replaced in one atomic rename; return those that now share it. Best effort: a name
-    that cannot be re-linked keeps its own file."""
-    shared = []
-    for name in names:
-        link = name.with_name(format_temp_name(name.name))
-        try:
-            os.link(new, link)
-            os.replace(link, name)
-            shared.append(name)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(link)
-    if shared:
-        _fsync_dir(new.parent)
-    return shared
-
-
-def _wrap_copy_error(
-    exc: BaseException, source: Path, folder: Path, busy_timeout: float
-) -> BackupError:
-    """The BackupError for a failed snapshot of ``source`` into ``folder``."""
-    if isinstance(exc, _BusyTimeout):
-        return BackupError(
-            f"{source} stayed locked for {busy_timeout:g} s",
-            hint="a long write transaction holds it; retry later or raise --busy-timeout",
-        )
-    cause = exc.__cause__ if isinstance(exc, _CopyWriteError) else exc
-    if isinstance(cause, OSError):
-        full = cause.errno in (errno.ENOSPC, _EDQUOT)
-        reason = "disk full" if full else (cause.strerror or str(cause))
-    else:
-        reason = str(cause)
-        full = classify_sqlite_error(cause) in (SqliteProblem.FULL, SqliteProblem.IO_ERROR)
-    if full:
-        return BackupError(
-            f"cannot write the copy of {source} into {folder} ({reason})",
-            hint=f"the copy needs about {_format_size(_size_or_zero(source))}: free "
-            "space on that disk, or move --backup-dir",
-        )
-    if isinstance(exc, _CopyWriteError):
-        return BackupError(
-            f"cannot write the copy of {source} into {folder} ({reason})",
-            hint="check that the folder still exists, is writable and has free space",
-        )
-    if isinstance(exc, sqlite3.Error):
-        return _describe_sqlite_error(exc, source)
-    assert isinstance(exc, OSError)
-    return describe_os_error(exc, folder, "writing a copy into")
-
-
-@dataclasses.dataclass(frozen=True)
-class SealedCopy:
-    """A temporary copy of one database: complete, passed quick_check, fsynced, hashed.
-
-    It lives as long as its ``sealed_copy`` block, unless ``publish_file`` names it.
-    """
-
-    path: Path
-    size: int
-    sha256: str
+        with _CopyWatcher(label, temp, total, progress_stream, flush=False):
+            hashing = _snapshot_files(src, files, temp, busy_timeout)
+        if hashing is None:
+            with _CopyWatcher(label, temp, total, progress_stream, flush=True):
+                _snapshot(src, temp, busy_timeout)
+        return hashing
+    finally:
+        if os.name == "nt":
+            files.close()  # before SQLite's close, which may delete the -wal we hold
+        src.close()
+        files.close()
 
 
 @contextlib.contextmanager
@@ -1880,32 +1999,7 @@ def sealed_copy(
                 hashing.cancel()
 
 
-def _copy_live_database(
-    source: Path, temp: Path, label: str, busy_timeout: float, progress_stream: TextIO | None
-) -> _TrailingHash | None:
-    """Copy a live database into ``temp``: directly (returning the hash running behind the
-    copy), else through SQLite's backup API (None). Owns the connection and file handles."""
-    total = _size_or_zero(source)
-    # SQLite's own wait is kept short; the copy loops in Python up to busy_timeout.
-    src = sqlite3.connect(
-        sqlite_uri(source, "rw"),
-        uri=True,
-        timeout=min(busy_timeout, SQLITE_WAIT_SLICE_S),
-        isolation_level=None,
-    )
-    files = _SourceFiles(source)
-    try:
-        with _CopyWatcher(label, temp, total, progress_stream, flush=False):
-            hashing = _snapshot_files(src, files, temp, busy_timeout)
-        if hashing is None:
-            with _CopyWatcher(label, temp, total, progress_stream, flush=True):
-                _snapshot(src, temp, busy_timeout)
-        return hashing
-    finally:
-        if os.name == "nt":
-            files.close()  # before SQLite's close, which may delete the -wal we hold
-        src.close()
-        files.close()
+# --- Compression ---
 
 
 def _zstandard() -> Any:
@@ -1984,6 +2078,9 @@ def unpacked_backup(path: Path, compression: str | None) -> Iterator[tuple[Path,
         except Exception as exc:  # gzip, zlib and zstandard each raise their own
             raise BackupError(f"cannot unpack {path}: {exc}") from exc
         yield temp, digest
+
+
+# --- create_backup ---
 
 
 @dataclasses.dataclass(frozen=True)
@@ -2095,89 +2192,6 @@ def _intact(previous: PreviousBackup) -> bool:
         return False
 
 
-def _size_or_zero(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-class RunLock:
-    """An OS lock on a file, so runs never interleave; the OS drops it when the process dies.
-
-    Unlike a PID file, a lock left by a killed run cannot block the next one.
-    """
-
-    def __init__(self, path: Path, timeout: float, on_wait: Callable[[], None] | None = None):
-        self.path, self.timeout, self.on_wait = path, timeout, on_wait
-        self._fd: int | None = None
-
-    def __enter__(self) -> RunLock:
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise BackupError(
-                    f"the run lock {self.path} is a symbolic link",
-                    hint="remove it; the tool makes a plain file there",
-                ) from exc
-            raise describe_os_error(exc, self.path, "opening the run lock") from exc
-        deadline = time.monotonic() + self.timeout
-        announced = False
-        while not _try_lock(fd):
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                raise BackupError(
-                    f"another run holds the lock {self.path} (waited {self.timeout:g} s)",
-                    exit_code=ExitCode.LOCKED,
-                    hint="let it finish, or raise --lock-timeout",
-                )
-            if not announced and self.on_wait is not None:
-                self.on_wait()
-                announced = True
-            time.sleep(0.2)
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            _unlock(self._fd)
-            os.close(self._fd)
-            self._fd = None
-
-
-if os.name == "nt":  # pragma: no cover - exercised on Windows only
-    import msvcrt
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            os.lseek(fd, 0, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-
-    def _unlock(fd: int) -> None:
-        try:
-            os.lseek(fd, 0, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-        except OSError:
-            pass
-
-else:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except OSError:
-            return False
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-
 # ======================================================================================
 # Retention
 # ======================================================================================
@@ -2243,25 +2257,6 @@ def prune_backups(expired: Sequence[BackupFile]) -> tuple[list[Path], list[str]]
 # ======================================================================================
 # Run log
 # ======================================================================================
-
-
-def _now_local() -> dt.datetime:
-    return dt.datetime.now().astimezone()
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.isoformat(timespec="seconds")
-
-
-def parse_iso(text: Any) -> dt.datetime | None:
-    """Parse an ISO 8601 time from the log into an aware datetime, or None."""
-    if not isinstance(text, str):
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.astimezone()
 
 
 def read_run_log(path: Path) -> tuple[dict[str, Any], str | None]:
@@ -2728,53 +2723,6 @@ class CommandDestination(Destination):
             )
 
 
-def split_command(template: str) -> list[str]:
-    """Split a command line into words as the platform's shell would quote them."""
-    import shlex
-
-    if os.name != "nt":
-        return shlex.split(template)
-    # Windows: shlex keeps the quotes (posix=False); subprocess quotes each word again.
-    words = shlex.split(template, posix=False)
-    return [w[1:-1] if len(w) >= 2 and w[0] == w[-1] == '"' else w for w in words]
-
-
-def run_command(
-    words: Sequence[str], *, timeout: float, stdin_text: str | None = None
-) -> tuple[int, str]:
-    """Run a command without a shell; return (exit code, its output's last line).
-
-    Its standard input is the given text or nothing (an uploader that prompts must
-    not wait for ever), and on a timeout its whole process group is killed, so a
-    wrapper's children cannot keep the run waiting.
-    """
-    import subprocess
-
-    group = {"start_new_session": True} if os.name == "posix" else {}
-    process = subprocess.Popen(
-        list(words),
-        stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        **group,  # type: ignore[arg-type]
-    )
-    try:
-        output, _ = process.communicate(stdin_text, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        if os.name == "posix":
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except OSError:
-                pass
-        process.kill()
-        process.communicate()
-        raise
-    lines = (output or "").strip().splitlines()
-    return process.returncode, (lines[-1][:300] if lines else "")
-
-
 def build_destinations(config: Config) -> list[Destination]:
     """The configured destinations, in the order they run."""
     destinations: list[Destination] = [FolderDestination(p) for p in config.copy_to]
@@ -3014,6 +2962,104 @@ def send_alerts(config: Config, run: dict[str, Any]) -> list[dict[str, Any]]:
 # ======================================================================================
 # Runs
 # ======================================================================================
+
+
+@dataclasses.dataclass
+class BackupResult:
+    """What happened to one database in one run."""
+
+    database: str
+    source: str
+    status: str  # "ok", "failed" or "skipped"
+    backup: str | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    duration_s: float = 0.0
+    error: str | None = None
+    hint: str | None = None
+    pruned: list[str] = dataclasses.field(default_factory=list)
+    content_sha256: str | None = None  # of the database bytes; differs from sha256 when packed
+    compression: str | None = None
+    linked_to: str | None = None  # an unchanged database shares its previous backup's file
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class RunLock:
+    """An OS lock on a file, so runs never interleave; the OS drops it when the process dies.
+
+    Unlike a PID file, a lock left by a killed run cannot block the next one.
+    """
+
+    def __init__(self, path: Path, timeout: float, on_wait: Callable[[], None] | None = None):
+        self.path, self.timeout, self.on_wait = path, timeout, on_wait
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise BackupError(
+                    f"the run lock {self.path} is a symbolic link",
+                    hint="remove it; the tool makes a plain file there",
+                ) from exc
+            raise describe_os_error(exc, self.path, "opening the run lock") from exc
+        deadline = time.monotonic() + self.timeout
+        announced = False
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise BackupError(
+                    f"another run holds the lock {self.path} (waited {self.timeout:g} s)",
+                    exit_code=ExitCode.LOCKED,
+                    hint="let it finish, or raise --lock-timeout",
+                )
+            if not announced and self.on_wait is not None:
+                self.on_wait()
+                announced = True
+            time.sleep(0.2)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            _unlock(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+
+if os.name == "nt":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+
+    def _unlock(fd: int) -> None:
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        except OSError:
+            pass
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            return False
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 @dataclasses.dataclass
