@@ -4094,113 +4094,163 @@ def describe_damage(backup: BackupFile, logged_size: Any) -> str | None:
     return None
 
 
-def collect_check(config: Config, log: dict[str, Any], *, now: dt.datetime) -> dict[str, Any]:
-    """Every figure --check judges, and the problems found, worst first."""
-    stats = collect_stats(config, log, now=now)
-    problems: list[tuple[CheckStatus, str]] = []
-    last_results: dict[str, dict[str, Any]] = {}
-    for run in log.get("runs", []):
-        if run.get("kind", "backup") == "backup":
-            for result in run.get("results") or []:
-                if isinstance(result, dict) and result.get("status") in ("ok", "failed"):
-                    last_results[str(result.get("database"))] = result
-    max_age = dt.timedelta(hours=config.max_age_hours)
-    shrink_floor = 1 - config.max_shrink_percent / 100
-    backups = list_backups(config.backup_dir, [db.name for db in config.databases])
-    recorded = recorded_backups(log)
-    reported: set[str] = set()
-    next_backup_bytes = 0
-    for db, figures in zip(config.databases, stats["databases"]):
-        name, files = db.name, backups[db.name]
-        source_size = figures["source_size_bytes"]
-        next_backup_bytes += source_size or 0
-        last = last_results.get(name)
-        figures["last_run_status"] = last.get("status") if last else None
-        figures["previous_size_bytes"] = files[1].size if len(files) > 1 else None
-        if not files:
-            if db.required or source_size is not None:
-                problems.append((CheckStatus.CRITICAL, f"{name}: no backup"))
-            continue
-        newest = files[0]
-        age = dt.timedelta(seconds=figures["newest_age_s"])
-        if age > max_age + CHECK_GRACE:
-            problems.append(
-                (
-                    CheckStatus.CRITICAL,
-                    f"{name}: newest backup is {_format_age(age.total_seconds())} old "
-                    f"(limit {config.max_age_hours:g} h)",
-                )
+Problem = tuple[CheckStatus, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class _CheckInput:
+    """What the rules of --check read: settings, time, figures, the folder and the log."""
+
+    config: Config
+    now: dt.datetime
+    stats: dict[str, Any]
+    backups: dict[str, list[BackupFile]]
+    recorded: dict[str, dict[str, Any]]
+    last_results: dict[str, dict[str, Any]]
+    log: dict[str, Any]
+
+
+def _rule_missing_or_stale(
+    ci: _CheckInput, db: DatabaseSpec, figures: dict[str, Any]
+) -> list[Problem]:
+    """No backup of a database that should have one; the newest too old or dated ahead."""
+    files = ci.backups[db.name]
+    if not files:
+        needed = db.required or figures["source_size_bytes"] is not None
+        return [(CheckStatus.CRITICAL, f"{db.name}: no backup")] if needed else []
+    problems: list[Problem] = []
+    age = dt.timedelta(seconds=figures["newest_age_s"])
+    if age > dt.timedelta(hours=ci.config.max_age_hours) + CHECK_GRACE:
+        problems.append(
+            (
+                CheckStatus.CRITICAL,
+                f"{db.name}: newest backup is {_format_age(age.total_seconds())} old "
+                f"(limit {ci.config.max_age_hours:g} h)",
             )
-        if newest.taken_at > now.astimezone().replace(tzinfo=None) + CHECK_GRACE:
-            problems.append(
-                (
-                    CheckStatus.WARNING,
-                    f"{name}: {newest.path.name} is dated in the future: check the clock",
-                )
+        )
+    if files[0].taken_at > ci.now.astimezone().replace(tzinfo=None) + CHECK_GRACE:
+        problems.append(
+            (
+                CheckStatus.WARNING,
+                f"{db.name}: {files[0].path.name} is dated in the future: check the clock",
             )
-        logged = recorded.get(_path_key(newest.path), {})
-        damage = describe_damage(newest, logged.get("size_bytes"))
-        if damage is None and isinstance(logged.get("sha256"), str):
-            # Read in full: bit rot or tampering keeps the size and the header.
-            try:
-                if sha256_file(newest.path) != logged["sha256"]:
-                    damage = (
-                        f"{newest.path} differs from the SHA-256 recorded when it was made; "
-                        "run --verify"
-                    )
-            except OSError as exc:
-                damage = f"cannot read {newest.path}: {exc.strerror or exc}"
-        if damage:
-            problems.append((CheckStatus.CRITICAL, f"{name}: newest backup is damaged: {damage}"))
-            reported.add(str(newest.path))
-        if last and last.get("status") == "failed":
-            problems.append((CheckStatus.CRITICAL, f"{name}: last run failed: {last.get('error')}"))
-        previous = figures["previous_size_bytes"]
-        same_kind = len(files) > 1 and files[1].compression == newest.compression
-        if previous and same_kind and newest.size < previous * shrink_floor:
-            problems.append(
-                (
-                    CheckStatus.WARNING,
-                    f"{name}: newest backup shrank to {newest.size * 100 / previous:.0f}% of the "
-                    "one before (data lost in the app?)",
+        )
+    return problems
+
+
+def _rule_newest_damaged(
+    ci: _CheckInput, db: DatabaseSpec, figures: dict[str, Any]
+) -> list[Problem]:
+    """The newest backup's size and header, then its whole content against its SHA-256."""
+    if not ci.backups[db.name]:
+        return []
+    newest = ci.backups[db.name][0]
+    logged = ci.recorded.get(_path_key(newest.path), {})
+    damage = describe_damage(newest, logged.get("size_bytes"))
+    if damage is None and isinstance(logged.get("sha256"), str):
+        # Read in full: bit rot or tampering keeps the size and the header.
+        try:
+            if sha256_file(newest.path) != logged["sha256"]:
+                damage = (
+                    f"{newest.path} differs from the SHA-256 recorded when it was made; "
+                    "run --verify"
                 )
+        except OSError as exc:
+            damage = f"cannot read {newest.path}: {exc.strerror or exc}"
+    if damage:
+        return [(CheckStatus.CRITICAL, f"{db.name}: newest backup is damaged: {damage}")]
+    return []
+
+
+def _rule_last_run_failed(
+    ci: _CheckInput, db: DatabaseSpec, figures: dict[str, Any]
+) -> list[Problem]:
+    """The last run that backed up this database failed."""
+    last = ci.last_results.get(db.name)
+    if last and last.get("status") == "failed":
+        return [(CheckStatus.CRITICAL, f"{db.name}: last run failed: {last.get('error')}")]
+    return []
+
+
+def _rule_shrank(ci: _CheckInput, db: DatabaseSpec, figures: dict[str, Any]) -> list[Problem]:
+    """The newest backup much smaller than the one before, or than the database."""
+    files = ci.backups[db.name]
+    if not files:
+        return []
+    newest, floor = files[0], 1 - ci.config.max_shrink_percent / 100
+    previous, source_size = figures["previous_size_bytes"], figures["source_size_bytes"]
+    same_kind = len(files) > 1 and files[1].compression == newest.compression
+    if previous and same_kind and newest.size < previous * floor:
+        return [
+            (
+                CheckStatus.WARNING,
+                f"{db.name}: newest backup shrank to {newest.size * 100 / previous:.0f}% of the "
+                "one before (data lost in the app?)",
             )
-        elif not newest.compression and source_size and newest.size < source_size * shrink_floor:
-            problems.append(
-                (
-                    CheckStatus.WARNING,
-                    f"{name}: newest backup is {newest.size * 100 / source_size:.0f}% of the "
-                    "database's size",
-                )
+        ]
+    if not newest.compression and source_size and newest.size < source_size * floor:
+        return [
+            (
+                CheckStatus.WARNING,
+                f"{db.name}: newest backup is {newest.size * 100 / source_size:.0f}% of the "
+                "database's size",
             )
-    for path in _damaged_in_last_run(log):
-        if path not in reported and os.path.lexists(path):
-            problems.append(
-                (
-                    CheckStatus.CRITICAL,
-                    f"damaged backup {path} is held back from off-site copies: run --verify, "
-                    "then delete it or put a good copy back under its name",
-                )
-            )
-    share, free = stats["disk_share_percent"], stats["disk_free_bytes"]
-    if share is not None and share > config.max_disk_percent:
+        ]
+    return []
+
+
+_DATABASE_RULES = (
+    _rule_missing_or_stale,
+    _rule_newest_damaged,
+    _rule_last_run_failed,
+    _rule_shrank,
+)
+
+
+def _rule_held_back(ci: _CheckInput) -> list[Problem]:
+    """Damaged backups the last run kept from the destinations (the newest of each database
+    is judged by _rule_newest_damaged instead)."""
+    newest = {str(files[0].path) for files in ci.backups.values() if files}
+    return [
+        (
+            CheckStatus.CRITICAL,
+            f"damaged backup {path} is held back from off-site copies: run --verify, "
+            "then delete it or put a good copy back under its name",
+        )
+        for path in _damaged_in_last_run(ci.log)
+        if path not in newest and os.path.lexists(path)
+    ]
+
+
+def _rule_disk(ci: _CheckInput) -> list[Problem]:
+    """The backup folder over its share of the disk; too little room for the next backup."""
+    problems: list[Problem] = []
+    share, free = ci.stats["disk_share_percent"], ci.stats["disk_free_bytes"]
+    if share is not None and share > ci.config.max_disk_percent:
         problems.append(
             (
                 CheckStatus.WARNING,
                 f"backup folder uses {share:.1f}% of the disk "
-                f"(budget {config.max_disk_percent:g}%)",
+                f"(budget {ci.config.max_disk_percent:g}%)",
             )
         )
-    if free is not None and free < next_backup_bytes:
+    needed = ci.stats["next_backup_bytes"]
+    if free is not None and free < needed:
         problems.append(
             (
                 CheckStatus.CRITICAL,
                 f"{_format_size(free)} free on the backup disk, the next backup needs "
-                f"{_format_size(next_backup_bytes)}",
+                f"{_format_size(needed)}",
             )
         )
-    limit = max_age + CHECK_GRACE
-    for far in stats["destinations"]:
+    return problems
+
+
+def _rule_destinations(ci: _CheckInput) -> list[Problem]:
+    """Destinations that fail, lack a database's copy, or hold only old copies."""
+    problems: list[Problem] = []
+    limit = dt.timedelta(hours=ci.config.max_age_hours) + CHECK_GRACE
+    for far in ci.stats["destinations"]:
         where = far["destination"]
         if far["error"]:
             problems.append((CheckStatus.WARNING, f"copies at {where}: {far['error']}"))
@@ -4208,9 +4258,9 @@ def collect_check(config: Config, log: dict[str, Any], *, now: dt.datetime) -> d
             problems.append(
                 (CheckStatus.WARNING, f"copy to {where} failed: {far['last_run_error']}")
             )
-        for db in config.databases:
+        for db in ci.config.databases:
             newest = far["newest"].get(db.name)
-            if newest is None and backups[db.name] and not far["error"]:
+            if newest is None and ci.backups[db.name] and not far["error"]:
                 problems.append((CheckStatus.WARNING, f"{db.name}: no copy at {where}"))
             elif newest is not None and newest["age_s"] > limit.total_seconds():
                 problems.append(
@@ -4219,6 +4269,35 @@ def collect_check(config: Config, log: dict[str, Any], *, now: dt.datetime) -> d
                         f"{db.name}: newest copy at {where} is {_format_age(newest['age_s'])} old",
                     )
                 )
+    return problems
+
+
+_FOLDER_RULES = (_rule_held_back, _rule_disk, _rule_destinations)
+
+
+def collect_check(config: Config, log: dict[str, Any], *, now: dt.datetime) -> dict[str, Any]:
+    """Every figure --check judges, and the problems its rules find, worst first."""
+    stats = collect_stats(config, log, now=now)
+    last_results: dict[str, dict[str, Any]] = {}
+    for run in log.get("runs", []):
+        if run.get("kind", "backup") == "backup":
+            for result in run.get("results") or []:
+                if isinstance(result, dict) and result.get("status") in ("ok", "failed"):
+                    last_results[str(result.get("database"))] = result
+    backups = list_backups(config.backup_dir, [db.name for db in config.databases])
+    for db, figures in zip(config.databases, stats["databases"]):
+        files, last = backups[db.name], last_results.get(db.name)
+        figures["last_run_status"] = last.get("status") if last else None
+        figures["previous_size_bytes"] = files[1].size if len(files) > 1 else None
+    stats["next_backup_bytes"] = sum(f["source_size_bytes"] or 0 for f in stats["databases"])
+    ci = _CheckInput(config, now, stats, backups, recorded_backups(log), last_results, log)
+    problems = [
+        problem
+        for db, figures in zip(config.databases, stats["databases"])
+        for rule in _DATABASE_RULES
+        for problem in rule(ci, db, figures)
+    ]
+    problems += [problem for rule in _FOLDER_RULES for problem in rule(ci)]
     problems.sort(key=lambda item: -item[0])
     status = problems[0][0] if problems else CheckStatus.OK
     stats.update(
@@ -4227,7 +4306,6 @@ def collect_check(config: Config, log: dict[str, Any], *, now: dt.datetime) -> d
         problems=[{"status": level.name, "message": text} for level, text in problems],
         max_age_hours=config.max_age_hours,
         max_shrink_percent=config.max_shrink_percent,
-        next_backup_bytes=next_backup_bytes,
     )
     return stats
 
