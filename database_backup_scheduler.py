@@ -1149,9 +1149,12 @@ def temporary_file(folder: Path, name: str) -> Iterator[Path]:
         _remove_temp_file(temp)
 
 
-def publish_file(temp: Path, folder: Path, candidates: Iterable[str]) -> Path:
-    """Move a sealed file to the first free name of ``candidates`` in ``folder``; never
-    replace a file."""
+def _name_first_free(
+    file: Path, folder: Path, candidates: Iterable[str], *, rename_without_links: bool
+) -> Path | None:
+    """Give ``file`` the first free name of ``candidates`` in ``folder`` without ever
+    replacing a file: as a hard link, or where the file system has none, by renaming it
+    (``rename_without_links``) or not at all (None). None too when no name is free."""
     try:
         for candidate in candidates:
             final = folder / candidate
@@ -1159,46 +1162,46 @@ def publish_file(temp: Path, folder: Path, candidates: Iterable[str]) -> Path:
                 continue
             try:
                 # A hard link fails if the name exists: no window in which a file is replaced.
-                os.link(temp, final)
+                os.link(file, final)
             except FileExistsError:
                 continue
             except OSError:
+                if not rename_without_links:
+                    return None
                 # File systems without hard links (FAT, some shares): rename, which on
                 # Windows refuses an existing name; on POSIX the run lock guards the check.
                 if os.path.lexists(final):
                     continue
                 try:
-                    os.rename(temp, final)
+                    os.rename(file, final)
                 except FileExistsError:
                     continue
-            else:
-                os.unlink(temp)
-            _fsync_dir(folder)
-            return final
-    except OSError as exc:
-        raise describe_os_error(exc, folder, "naming the new file in") from exc
-    raise BackupError(f"no free name left in {folder} for {temp.name}")
-
-
-def add_file_name(existing: Path, folder: Path, candidates: Iterable[str]) -> Path | None:
-    """Give ``existing`` one more name, the first free one of ``candidates``, as a hard link;
-    None where the file system has no hard links."""
-    try:
-        for candidate in candidates:
-            final = folder / candidate
-            if os.path.lexists(final):
-                continue
-            try:
-                os.link(existing, final)
-            except FileExistsError:
-                continue
-            except OSError:
-                return None
             _fsync_dir(folder)
             return final
     except OSError as exc:
         raise describe_os_error(exc, folder, "naming the new file in") from exc
     return None
+
+
+def publish_file(temp: Path, folder: Path, candidates: Iterable[str]) -> Path:
+    """Move a sealed file to the first free name of ``candidates`` in ``folder``; never
+    replace a file."""
+    final = _name_first_free(temp, folder, candidates, rename_without_links=True)
+    if final is None:
+        raise BackupError(f"no free name left in {folder} for {temp.name}")
+    try:
+        os.unlink(temp)  # linked: the sealed file keeps only its new name
+    except FileNotFoundError:
+        pass  # renamed
+    except OSError as exc:
+        raise describe_os_error(exc, folder, "naming the new file in") from exc
+    return final
+
+
+def add_file_name(existing: Path, folder: Path, candidates: Iterable[str]) -> Path | None:
+    """Give ``existing`` one more name, the first free one of ``candidates``, as a hard link;
+    None where the file system has no hard links."""
+    return _name_first_free(existing, folder, candidates, rename_without_links=False)
 
 
 def share_file(new: Path, names: Iterable[Path]) -> list[Path]:
@@ -2083,6 +2086,17 @@ def unpacked_backup(path: Path, compression: str | None) -> Iterator[tuple[Path,
 # --- create_backup ---
 
 
+def check_backup_file(path: Path, compression: str | None, *, quick: bool = True) -> str:
+    """quick_check (or integrity_check) of a backup, unpacked where it is packed: "ok" or
+    the fault. Raises BackupError where a packed backup cannot be unpacked."""
+    with unpacked_backup(path, compression) as (plain, _):
+        with open(plain, "rb") as handle:
+            # SQLite takes an empty file for an empty database; no backup is empty.
+            if handle.read(16) != _SQLITE_HEADER:
+                return "not an SQLite database (empty or damaged at the start)"
+        return check_database_file(plain, quick=quick)
+
+
 @dataclasses.dataclass(frozen=True)
 class PreviousBackup:
     """The newest earlier backup of a database, as the run log recorded it, and every name
@@ -2778,10 +2792,7 @@ class LocalBackupCheck:
                 problem = "its SHA-256 differs from the one recorded when it was made"
         else:
             try:
-                with unpacked_backup(backup.path, backup.compression) as (plain, _):
-                    with open(plain, "rb") as handle:
-                        is_sqlite = handle.read(16) == _SQLITE_HEADER
-                    verdict = check_database_file(plain) if is_sqlite else "no SQLite header"
+                verdict = check_backup_file(backup.path, backup.compression)
             except BackupError as exc:
                 verdict = exc.message
             if verdict != "ok":
@@ -3352,18 +3363,9 @@ def verify_backup(path: Path, *, quick: bool = False, expected: str | None = Non
         result.error = f"{path} is not a regular file"
         return result
     compression = parsed.compression if parsed else None
-
-    def check() -> str:
-        with unpacked_backup(path, compression) as (plain, _):
-            with open(plain, "rb") as handle:
-                # SQLite takes an empty file for an empty database; no backup is empty.
-                if handle.read(16) != _SQLITE_HEADER:
-                    return "not an SQLite database (empty or damaged at the start)"
-            return check_database_file(plain, quick=quick)
-
     try:
         with ThreadPoolExecutor(max_workers=2) as pool:
-            checked = pool.submit(check)
+            checked = pool.submit(check_backup_file, path, compression, quick=quick)
             hashed = pool.submit(sha256_file, path)
             result.integrity, result.sha256 = checked.result(), hashed.result()
     except BackupError as exc:
