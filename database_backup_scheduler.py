@@ -275,7 +275,8 @@ def _path_key(path: Path | str) -> str:
 
 def shell_command(words: Sequence[str]) -> str:
     """One command line that runs as shown when pasted into this platform's shell
-    (cmd.exe or PowerShell on Windows, a POSIX shell elsewhere)."""
+    (cmd.exe on Windows; PowerShell needs ``&`` before a quoted program; a POSIX shell
+    elsewhere)."""
     if os.name == "nt":
         import subprocess
 
