@@ -78,16 +78,8 @@ DEFAULT_BACKUP_DIR = "instance/backups"
 DEFAULT_LOG_FILE = "database_backup_log.json"
 DEFAULT_CONFIG_FILE = "database_backup_config.json"
 
-DEFAULT_KEEP_DAYS = 30
-DEFAULT_KEEP_LAST = 3
-DEFAULT_BUSY_TIMEOUT = 60.0
-DEFAULT_LOCK_TIMEOUT = 300.0
-DEFAULT_LOG_MAX_RUNS = 1000
-DEFAULT_RUN_AT = "03:00"
+# The settings' defaults are in SETTINGS (under Configuration), each written once.
 DEFAULT_HISTORY_LIMIT = 20
-DEFAULT_MAX_AGE_HOURS = 24.0
-DEFAULT_MAX_DISK_PERCENT = 5.0
-DEFAULT_MAX_SHRINK_PERCENT = 50.0
 # A restore waits at most this long for the app to let go of its database (never the whole
 # --busy-timeout): an app holding a WAL database open does not let go by waiting.
 RESTORE_WAIT_S = 3.0
@@ -418,40 +410,256 @@ class DatabaseSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class Setting:
+    """One setting: its key (the Config field and the config file's key), its kind, flag,
+    default and check. The table of them drives Config's defaults, the config-file loader,
+    the flags and their help, --show-config, and the flags a generated task passes on.
+
+    Kinds: int and float (checked between ``low`` and ``high``; ``above_zero`` for a limit
+    that must be more than 0), path, paths (repeatable), text (one of ``choices`` when
+    given), texts and urls (repeatable), times (HH:MM, repeatable), zone, compress, databases.
+    """
+
+    key: str
+    kind: str
+    default: Any
+    help: str
+    metavar: str | None = None
+    flag: str | None = None  # when it is not --key-with-dashes
+    dest: str | None = None  # argparse's name, when it is not the key
+    low: float = 0
+    high: float = 0
+    above_zero: bool = False
+    choices: tuple[str, ...] | None = None
+    shown_default: str | None = None  # how --help names the default; "" names none
+    group: str = "settings"  # or "far": off-site copies and alerts
+    passed_on: bool = True  # given as a flag, a generated .bat or crontab line repeats it
+    secret: bool = False  # may hold a secret: never written into a task, URLs masked
+
+    @property
+    def option(self) -> str:
+        return self.flag or "--" + self.key.replace("_", "-")
+
+    @property
+    def attribute(self) -> str:
+        return self.dest or self.key
+
+    def help_text(self) -> str:
+        """The help line, with the default named once, from the table."""
+        shown = self.shown_default
+        if shown is None and self.default not in (None, ()):
+            shown = f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
+        return f"{self.help} (default: {shown})" if shown else self.help
+
+
+_DAYS, _HOURS, _ANY_COUNT = 36500, 87600, 1_000_000
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "databases",
+        "databases",
+        None,
+        "database to back up, repeatable",
+        "[NAME=]PATH",
+        flag="--db",
+        dest="db",
+        shown_default=f"{MAIN_DATABASE}; {ROOT_DATABASE} too when it exists",
+    ),
+    Setting("backup_dir", "path", DEFAULT_BACKUP_DIR, "where backups go", "DIR"),
+    Setting("log_file", "path", DEFAULT_LOG_FILE, "the run log", "FILE"),
+    Setting("keep_days", "int", 30, "prune backups older than N days", "N", high=_DAYS),
+    Setting("keep_last", "int", 3, "always keep the newest N", "N", low=1, high=_ANY_COUNT),
+    Setting("busy_timeout", "float", 60.0, "wait S seconds for a busy database", "S", high=86400),
+    Setting("lock_timeout", "float", 300.0, "wait S seconds for another run", "S", high=86400),
+    Setting("log_max_runs", "int", 1000, "runs kept in the run log", "N", low=1, high=10**7),
+    Setting(
+        "run_at",
+        "times",
+        ("03:00",),
+        "daily time for --schedule, repeatable",
+        "HH:MM",
+        flag="--at",
+        dest="at",
+        shown_default="03:00",
+        passed_on=False,
+    ),
+    Setting(
+        "timezone",
+        "zone",
+        None,
+        "time zone of --at",
+        "AREA/CITY",
+        shown_default="the computer's",
+        passed_on=False,
+    ),
+    Setting("keep_daily", "int", 0, "also keep the newest of each of N days", "N", high=_ANY_COUNT),
+    Setting("keep_weekly", "int", 0, "... of each of N ISO weeks", "N", high=_ANY_COUNT),
+    Setting("keep_monthly", "int", 0, "... of each of N months", "N", high=_ANY_COUNT),
+    Setting(
+        "compress",
+        "compress",
+        None,
+        "store backups compressed",
+        choices=("gzip", "zstd", "none"),
+        shown_default="none",
+    ),
+    Setting(
+        "max_age_hours",
+        "float",
+        24.0,
+        "--check: a backup older than H hours is stale",
+        "H",
+        flag="--max-age",
+        high=_HOURS,
+        above_zero=True,
+    ),
+    Setting(
+        "max_disk_percent",
+        "float",
+        5.0,
+        "budget for the backup folder, percent of its disk",
+        "P",
+        high=100,
+        above_zero=True,
+    ),
+    Setting(
+        "max_shrink_percent",
+        "float",
+        50.0,
+        "--check: warn when the newest backup shrank by P percent",
+        "P",
+        high=100,
+    ),
+    Setting("copy_to", "paths", (), "also copy backups to DIR, repeatable", "DIR", group="far"),
+    Setting(
+        "s3",
+        "texts",
+        (),
+        "also upload to S3 (needs boto3), repeatable",
+        "s3://BUCKET/PREFIX",
+        group="far",
+    ),
+    Setting(
+        "s3_endpoint",
+        "text",
+        None,
+        "S3-compatible endpoint (OSS, COS, MinIO, R2)",
+        "URL",
+        shown_default="AWS",
+        group="far",
+    ),
+    Setting(
+        "s3_profile",
+        "text",
+        None,
+        "AWS credentials profile",
+        "NAME",
+        shown_default="the environment",
+        group="far",
+    ),
+    Setting("s3_region", "text", None, "S3 region", "NAME", shown_default="boto3's", group="far"),
+    Setting(
+        "s3_addressing",
+        "text",
+        None,
+        "bucket in the path or host name",
+        choices=("path", "virtual"),
+        shown_default="path for an IP or localhost endpoint, else virtual",
+        group="far",
+    ),
+    Setting(
+        "upload_command",
+        "texts",
+        (),
+        "run CMD per backup: {path} {name}, repeatable",
+        "CMD",
+        group="far",
+        secret=True,
+    ),
+    Setting(
+        "upload_timeout",
+        "float",
+        3600.0,
+        "limit for one upload command, seconds",
+        "S",
+        high=86400,
+        above_zero=True,
+        group="far",
+    ),
+    Setting(
+        "notify_url",
+        "urls",
+        (),
+        "POST a summary to URL, repeatable",
+        "URL",
+        group="far",
+        secret=True,
+    ),
+    Setting("notify_on", "text", "failure", "when to alert", choices=NOTIFY_ON, group="far"),
+    Setting("notify_format", "text", "json", "webhook body", choices=NOTIFY_FORMATS, group="far"),
+    Setting(
+        "notify_command",
+        "text",
+        None,
+        "run CMD with the JSON summary on stdin",
+        "CMD",
+        shown_default="",
+        group="far",
+        secret=True,
+    ),
+    Setting(
+        "notify_timeout",
+        "float",
+        10.0,
+        "limit for one webhook, seconds",
+        "S",
+        high=600,
+        above_zero=True,
+        group="far",
+    ),
+)
+SETTING = {setting.key: setting for setting in SETTINGS}
+# Defaults that do not depend on the app's folder, by key (Config's field defaults).
+DEFAULTS = {s.key: s.default for s in SETTINGS if s.kind not in ("databases", "path")}
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
-    """Effective settings, built once from defaults < config file < flags, then validated."""
+    """Effective settings, built once from defaults < config file < flags, then validated.
+
+    Each field but the first and last three is a setting of SETTINGS, its default from there.
+    """
 
     app_root: Path
     databases: tuple[DatabaseSpec, ...]
     backup_dir: Path
     log_file: Path
-    keep_days: int = DEFAULT_KEEP_DAYS
-    keep_last: int = DEFAULT_KEEP_LAST
-    busy_timeout: float = DEFAULT_BUSY_TIMEOUT
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
-    log_max_runs: int = DEFAULT_LOG_MAX_RUNS
-    run_at: tuple[str, ...] = (DEFAULT_RUN_AT,)
-    timezone: str | None = None
-    max_age_hours: float = DEFAULT_MAX_AGE_HOURS
-    max_disk_percent: float = DEFAULT_MAX_DISK_PERCENT
-    max_shrink_percent: float = DEFAULT_MAX_SHRINK_PERCENT
-    keep_daily: int = 0
-    keep_weekly: int = 0
-    keep_monthly: int = 0
-    compress: str | None = None
-    copy_to: tuple[Path, ...] = ()
-    s3: tuple[str, ...] = ()
-    s3_endpoint: str | None = None
-    s3_profile: str | None = None
-    s3_region: str | None = None
-    s3_addressing: str | None = None
-    upload_command: tuple[str, ...] = ()
-    upload_timeout: float = 3600.0
-    notify_url: tuple[str, ...] = ()
-    notify_on: str = "failure"
-    notify_format: str = "json"
-    notify_command: str | None = None
-    notify_timeout: float = 10.0
+    keep_days: int = DEFAULTS["keep_days"]
+    keep_last: int = DEFAULTS["keep_last"]
+    busy_timeout: float = DEFAULTS["busy_timeout"]
+    lock_timeout: float = DEFAULTS["lock_timeout"]
+    log_max_runs: int = DEFAULTS["log_max_runs"]
+    run_at: tuple[str, ...] = DEFAULTS["run_at"]
+    timezone: str | None = DEFAULTS["timezone"]
+    keep_daily: int = DEFAULTS["keep_daily"]
+    keep_weekly: int = DEFAULTS["keep_weekly"]
+    keep_monthly: int = DEFAULTS["keep_monthly"]
+    compress: str | None = DEFAULTS["compress"]
+    max_age_hours: float = DEFAULTS["max_age_hours"]
+    max_disk_percent: float = DEFAULTS["max_disk_percent"]
+    max_shrink_percent: float = DEFAULTS["max_shrink_percent"]
+    copy_to: tuple[Path, ...] = DEFAULTS["copy_to"]
+    s3: tuple[str, ...] = DEFAULTS["s3"]
+    s3_endpoint: str | None = DEFAULTS["s3_endpoint"]
+    s3_profile: str | None = DEFAULTS["s3_profile"]
+    s3_region: str | None = DEFAULTS["s3_region"]
+    s3_addressing: str | None = DEFAULTS["s3_addressing"]
+    upload_command: tuple[str, ...] = DEFAULTS["upload_command"]
+    upload_timeout: float = DEFAULTS["upload_timeout"]
+    notify_url: tuple[str, ...] = DEFAULTS["notify_url"]
+    notify_on: str = DEFAULTS["notify_on"]
+    notify_format: str = DEFAULTS["notify_format"]
+    notify_command: str | None = DEFAULTS["notify_command"]
+    notify_timeout: float = DEFAULTS["notify_timeout"]
     config_file: Path | None = None
     # Settings given as flags, so that a generated .bat or crontab line passes them on.
     from_flags: tuple[str, ...] = ()
@@ -475,84 +683,26 @@ class Config:
 
     def to_json(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict, in the config file's own format."""
-        return {
+        shown: dict[str, Any] = {
             "app_root": str(self.app_root),
             "config_file": str(self.config_file) if self.config_file else None,
-            "databases": [
-                {"name": db.name, "path": str(db.path), "required": db.required}
-                for db in self.databases
-            ],
-            "backup_dir": str(self.backup_dir),
-            "log_file": str(self.log_file),
-            "keep_days": self.keep_days,
-            "keep_last": self.keep_last,
-            "busy_timeout": self.busy_timeout,
-            "lock_timeout": self.lock_timeout,
-            "log_max_runs": self.log_max_runs,
-            "run_at": list(self.run_at),
-            "timezone": self.timezone,
-            "max_age_hours": self.max_age_hours,
-            "max_disk_percent": self.max_disk_percent,
-            "max_shrink_percent": self.max_shrink_percent,
-            "keep_daily": self.keep_daily,
-            "keep_weekly": self.keep_weekly,
-            "keep_monthly": self.keep_monthly,
-            "compress": self.compress,
-            "copy_to": [str(p) for p in self.copy_to],
-            "s3": list(self.s3),
-            "s3_endpoint": self.s3_endpoint,
-            "s3_profile": self.s3_profile,
-            "s3_region": self.s3_region,
-            "s3_addressing": self.s3_addressing,
-            "upload_command": list(self.upload_command),
-            "upload_timeout": self.upload_timeout,
-            "notify_url": [mask_url(u) for u in self.notify_url],
-            "notify_on": self.notify_on,
-            "notify_format": self.notify_format,
-            "notify_command": self.notify_command,
-            "notify_timeout": self.notify_timeout,
         }
+        for setting in SETTINGS:
+            value = getattr(self, setting.key)
+            if setting.kind == "databases":
+                value = [
+                    {"name": db.name, "path": str(db.path), "required": db.required} for db in value
+                ]
+            elif setting.kind == "path":
+                value = str(value)
+            elif setting.kind in ("paths", "texts", "times"):
+                value = [str(item) for item in value]
+            elif setting.kind == "urls":
+                value = [mask_url(url) for url in value]
+            shown[setting.key] = value
+        return shown
 
 
-# Settings a config file and flags share: key -> (type, lowest, highest); a lowest of 0.0
-# for a float means "more than zero".
-_NUMBER_SETTINGS: dict[str, tuple[type, float, float]] = {
-    "keep_days": (int, 0, 36500),
-    "keep_last": (int, 1, 1_000_000),
-    "busy_timeout": (float, 0, 86400),
-    "lock_timeout": (float, 0, 86400),
-    "log_max_runs": (int, 1, 10_000_000),
-    "max_age_hours": (float, 0.0, 87600),
-    "max_disk_percent": (float, 0.0, 100),
-    "max_shrink_percent": (float, 0, 100),
-    "keep_daily": (int, 0, 1_000_000),
-    "keep_weekly": (int, 0, 1_000_000),
-    "keep_monthly": (int, 0, 1_000_000),
-    "upload_timeout": (float, 0.0, 86400),
-    "notify_timeout": (float, 0.0, 600),
-}
-# Off-site and alert settings: lists (repeatable flags) and single texts, with allowed values.
-_LIST_SETTINGS = ("copy_to", "s3", "upload_command", "notify_url")
-_TEXT_SETTINGS: dict[str, tuple[str, ...] | None] = {
-    "s3_endpoint": None,
-    "s3_profile": None,
-    "s3_region": None,
-    "s3_addressing": ("path", "virtual"),
-    "notify_on": NOTIFY_ON,
-    "notify_format": NOTIFY_FORMATS,
-    "notify_command": None,
-}
-_PATH_SETTINGS = ("backup_dir", "log_file")
-_CONFIG_KEYS = {
-    "databases",
-    "run_at",
-    "timezone",
-    "compress",
-    *_NUMBER_SETTINGS,
-    *_PATH_SETTINGS,
-    *_LIST_SETTINGS,
-    *_TEXT_SETTINGS,
-}
 # A database name becomes part of a file name on Windows and POSIX alike.
 _DATABASE_NAME = re.compile(r'[^\\/:*?"<>|=\x00-\x1f.][^\\/:*?"<>|=\x00-\x1f]*(?<![ .])')
 _S3_URL = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?")
@@ -592,20 +742,18 @@ def _config_error(source: str, message: str) -> BackupError:
     return _usage_error(f"{source}: {message}", "fix the value, or see --help for each setting")
 
 
-def _flag_name(key: str) -> str:
-    return "--max-age" if key == "max_age_hours" else "--" + key.replace("_", "-")
-
-
 def _check_number(source: str, key: str, value: Any) -> int | float:
-    kind, lowest, highest = _NUMBER_SETTINGS[key]
+    setting = SETTING[key]
+    kind = int if setting.kind == "int" else float
     ok_types = (int,) if kind is int else (int, float)
     if isinstance(value, bool) or not isinstance(value, ok_types):
         raise _config_error(source, f"{key} must be a {kind.__name__}, not {value!r}")
-    above_zero = isinstance(lowest, float) and lowest == 0.0 and kind is float
-    too_low = value <= 0 if above_zero else value < lowest
-    if value != value or too_low or value > highest:
-        low = "more than 0" if above_zero else f"at least {lowest:g}"
-        raise _config_error(source, f"{key} must be {low} and at most {highest:g}, not {value!r}")
+    too_low = value <= 0 if setting.above_zero else value < setting.low
+    if value != value or too_low or value > setting.high:
+        low = "more than 0" if setting.above_zero else f"at least {setting.low:g}"
+        raise _config_error(
+            source, f"{key} must be {low} and at most {setting.high:g}, not {value!r}"
+        )
     return kind(value)
 
 
@@ -651,8 +799,8 @@ def _is_sendable_url(url: str) -> bool:
 
 
 def _check_text(source: str, key: str, value: Any) -> str | None:
-    allowed = _TEXT_SETTINGS[key]
-    if value is None and allowed is None:
+    allowed = SETTING[key].choices
+    if value is None and SETTING[key].default is None:
         return None
     if not isinstance(value, str) or (allowed is not None and value not in allowed):
         choices = f"one of {', '.join(allowed)}" if allowed else "a text"
@@ -704,39 +852,62 @@ def load_config_file(path: Path) -> dict[str, Any]:
         raise _config_error(source, f"not valid JSON ({exc})") from exc
     if not isinstance(raw, dict):
         raise _config_error(source, "must hold a JSON object of settings")
-    unknown = set(raw) - _CONFIG_KEYS
+    unknown = set(raw) - set(SETTING)
     if unknown:
         raise _config_error(
-            source,
-            f"unknown setting(s) {sorted(unknown)}; known: {sorted(_CONFIG_KEYS)}",
+            source, f"unknown setting(s) {sorted(unknown)}; known: {sorted(SETTING)}"
         )
-    base = path.parent
-    settings: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key == "databases":
-            settings[key] = _databases_from_file(source, value, base)
-        elif key in _PATH_SETTINGS:
-            if not isinstance(value, str) or not value.strip():
-                raise _config_error(source, f"{key} must be a path")
-            settings[key] = _resolve(value, base, source)
-        elif key == "run_at":
-            settings[key] = _check_run_at(source, value)
-        elif key == "compress":
-            settings[key] = _check_compress(source, value)
-        elif key in _LIST_SETTINGS:
-            items = [value] if isinstance(value, str) else value
-            if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
-                raise _config_error(source, f"{key} must be a text or a list of texts")
-            settings[key] = _check_list(source, key, items, base)
-        elif key in _TEXT_SETTINGS:
-            settings[key] = _check_text(source, key, value)
-        elif key == "timezone":
-            if value is not None and not isinstance(value, str):
-                raise _config_error(source, "timezone must be a name like Asia/Shanghai")
-            settings[key] = value or None
-        else:
-            settings[key] = _check_number(source, key, value)
-    return settings
+    return {
+        key: _setting_from_file(source, SETTING[key], value, path.parent)
+        for key, value in raw.items()
+    }
+
+
+def _setting_from_file(source: str, setting: Setting, value: Any, base: Path) -> Any:
+    """One config-file value, checked; relative paths are taken from ``base``."""
+    key, kind = setting.key, setting.kind
+    if kind == "databases":
+        return _databases_from_file(source, value, base)
+    if kind == "path":
+        if not isinstance(value, str) or not value.strip():
+            raise _config_error(source, f"{key} must be a path")
+        return _resolve(value, base, source)
+    if kind == "times":
+        return _check_run_at(source, value)
+    if kind == "compress":
+        return _check_compress(source, value)
+    if kind in ("paths", "texts", "urls"):
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+            raise _config_error(source, f"{key} must be a text or a list of texts")
+        return _check_list(source, key, items, base)
+    if kind == "text":
+        return _check_text(source, key, value)
+    if kind == "zone":
+        if value is not None and not isinstance(value, str):
+            raise _config_error(source, "timezone must be a name like Asia/Shanghai")
+        return value or None
+    return _check_number(source, key, value)
+
+
+def _setting_from_flag(setting: Setting, value: Any, cwd: Path) -> Any:
+    """One flag's value, checked; relative paths are taken from ``cwd``."""
+    key, kind, flag = setting.key, setting.kind, setting.option
+    if kind == "databases":
+        return tuple(parse_db_argument(item, cwd) for item in value)
+    if kind == "path":
+        return _resolve(value, cwd)
+    if kind == "times":
+        return _check_run_at(flag, list(value))
+    if kind == "compress":
+        return _check_compress(flag, value)
+    if kind in ("paths", "texts", "urls"):
+        return _check_list(flag, key, value, cwd)
+    if kind == "text":
+        return _check_text(flag, key, value)
+    if kind == "zone":
+        return value
+    return _check_number(flag, key, value)
 
 
 def build_config(
@@ -746,8 +917,8 @@ def build_config(
     cwd = cwd or Path.cwd()
     settings: dict[str, Any] = {
         "databases": default_databases(app_root),
-        "backup_dir": app_root / DEFAULT_BACKUP_DIR,
-        "log_file": app_root / DEFAULT_LOG_FILE,
+        "backup_dir": app_root / SETTING["backup_dir"].default,
+        "log_file": app_root / SETTING["log_file"].default,
     }
     config_file: Path | None = None
     if args.config:
@@ -757,33 +928,13 @@ def build_config(
     if config_file is not None:
         settings.update(load_config_file(config_file))
     from_flags = []
-    if args.db:
-        settings["databases"] = tuple(parse_db_argument(value, cwd) for value in args.db)
-        from_flags.append("databases")
-    for key in _PATH_SETTINGS:
-        if getattr(args, key, None):
-            settings[key] = _resolve(getattr(args, key), cwd)
-            from_flags.append(key)
-    for key in _NUMBER_SETTINGS:
-        value = getattr(args, key, None)
-        if value is not None:
-            settings[key] = _check_number(_flag_name(key), key, value)
-            from_flags.append(key)
-    if getattr(args, "at", None):
-        settings["run_at"] = _check_run_at("--at", list(args.at))
-    if getattr(args, "timezone", None):
-        settings["timezone"] = args.timezone
-    if getattr(args, "compress", None):
-        settings["compress"] = _check_compress("--compress", args.compress)
-        from_flags.append("compress")
-    for key in _LIST_SETTINGS:
-        if getattr(args, key, None):
-            settings[key] = _check_list(_flag_name(key), key, getattr(args, key), cwd)
-            from_flags.append(key)
-    for key in _TEXT_SETTINGS:
-        if getattr(args, key, None) is not None:
-            settings[key] = _check_text(_flag_name(key), key, getattr(args, key))
-            from_flags.append(key)
+    for setting in SETTINGS:
+        value = getattr(args, setting.attribute, None)
+        if value is None or (value == "" and setting.kind in ("path", "zone")):
+            continue
+        settings[setting.key] = _setting_from_flag(setting, value, cwd)
+        if setting.passed_on:
+            from_flags.append(setting.key)
     config = Config(
         app_root=app_root, config_file=config_file, from_flags=tuple(from_flags), **settings
     )
@@ -1714,7 +1865,7 @@ def _copy_in_read_transaction(
     files: _SourceFiles,
     out: Any,
     on_written: Callable[[int], None],
-    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    busy_timeout: float = DEFAULTS["busy_timeout"],
 ) -> bool:
     """One attempt of the direct copy; False when the WAL started over during it."""
     src.execute("BEGIN")
@@ -1761,7 +1912,7 @@ def _snapshot_files(
     src: sqlite3.Connection,
     files: _SourceFiles,
     temp: Path,
-    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    busy_timeout: float = DEFAULTS["busy_timeout"],
 ) -> _TrailingHash | None:
     """Copy the database open on ``src`` into ``temp`` by reading its files under a read lock.
 
@@ -1968,7 +2119,7 @@ def sealed_copy(
     folder: Path,
     *,
     name: str,
-    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    busy_timeout: float = DEFAULTS["busy_timeout"],
     connection: sqlite3.Connection | None = None,
     progress_stream: TextIO | None = None,
 ) -> Iterator[SealedCopy]:
@@ -2127,7 +2278,7 @@ def create_backup(
     backup_dir: Path,
     *,
     taken_at: dt.datetime,
-    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    busy_timeout: float = DEFAULTS["busy_timeout"],
     progress_stream: TextIO | None = None,
     compression: str | None = None,
     previous: PreviousBackup | None = None,
@@ -2274,44 +2425,6 @@ def prune_backups(expired: Sequence[BackupFile]) -> tuple[list[Path], list[str]]
 # ======================================================================================
 
 
-def read_run_log(path: Path) -> tuple[dict[str, Any], str | None]:
-    """Load the run log without changing it: (log, warning).
-
-    A damaged log reads as empty, marked ``damaged`` so that a writer moves it aside;
-    one that cannot be read at all is marked ``unreadable`` so that no writer replaces it.
-    """
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return {"version": 1, "runs": []}, None
-    except OSError as exc:
-        return {"version": 1, "runs": [], "unreadable": True}, (
-            f"cannot read run log {path}: {exc.strerror or exc}"
-        )
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except ValueError as exc:  # UnicodeDecodeError included
-        return {"version": 1, "runs": [], "damaged": True}, f"run log {path} is damaged ({exc})"
-    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
-        return {"version": 1, "runs": [], "damaged": True}, (
-            f'run log {path} is damaged (no "runs" list)'
-        )
-    # A hand-edited log may hold anything: keep what has the expected shape.
-    runs = []
-    for run in data["runs"]:
-        if isinstance(run, dict):
-            for key in ("results", "destinations", "alerts"):
-                items = run.get(key, [])
-                if isinstance(items, list) and all(isinstance(i, dict) for i in items):
-                    continue
-                run[key] = (
-                    [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
-                )
-            runs.append(run)
-    data["runs"] = runs
-    return data, None
-
-
 def _atomic_temp_name(path: Path) -> str:
     return f".{path.name}.{os.urandom(8).hex()}.tmp"
 
@@ -2372,40 +2485,188 @@ def check_log_folder(path: Path) -> None:
         )
 
 
-def append_run(path: Path, run: dict[str, Any], *, max_runs: int) -> str | None:
-    """Append a run to the log, atomically, keeping the newest ``max_runs``; returns a warning.
-
-    A damaged log is moved aside as ``<log>.damaged-<time>`` (nothing is lost) and a
-    fresh one is started.
-    """
-    log, warning = read_run_log(path)
-    if log.pop("unreadable", False):
-        raise BackupError(f"{warning}; the run was not logged", hint="fix the file's permissions")
-    if log.pop("damaged", False):
-        try:
-            with open(path, "rb") as handle:
-                is_database = handle.read(16) == _SQLITE_HEADER
-        except OSError:
-            is_database = False
-        if is_database:
-            raise BackupError(
-                f"{path} is an SQLite database, not a run log; the run was not logged",
-                hint="choose another --log-file",
+def _clean_run(run: dict[str, Any]) -> dict[str, Any]:
+    """``run``, or a copy of it where results, destinations or alerts (when present) are
+    made lists of dicts: a hand-edited log may hold anything there."""
+    cleaned = run
+    for key in ("results", "destinations", "alerts"):
+        items = run.get(key, [])
+        if not (isinstance(items, list) and all(isinstance(i, dict) for i in items)):
+            cleaned = dict(cleaned) if cleaned is run else cleaned
+            cleaned[key] = (
+                [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
             )
-        stamp = _now_local().strftime(TIMESTAMP_FORMAT)
-        names = (f"{path.name}.damaged-{stamp}" + (f"-{n}" if n else "") for n in range(1000))
+    return cleaned
+
+
+class RunLog:
+    """The run log: the runs it holds, and what they recorded.
+
+    Read it once (``RunLog.read``) and ask it questions; under the run lock, ``append``
+    writes the runs read plus the new one, so a run reads its log once. A hand-edited log may
+    hold anything: only runs (and their results, destinations and alerts) of the expected
+    shape are kept. A damaged log reads as empty, ``damaged``, so that ``append`` moves it
+    aside; one that cannot be read at all is ``unreadable``, and ``append`` refuses it.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        runs: Sequence[dict[str, Any]] = (),
+        *,
+        warning: str | None = None,
+        damaged: bool = False,
+        unreadable: bool = False,
+    ) -> None:
+        self.path = path
+        self.runs = [_clean_run(run) for run in runs if isinstance(run, dict)]
+        self.warning = warning
+        self.damaged = damaged
+        self.unreadable = unreadable
+        self._backups: dict[str, dict[str, Any]] | None = None
+        self._other: dict[str, Any] = {"version": 1}  # the file's other keys, kept as they are
+
+    @classmethod
+    def read(cls, path: Path) -> RunLog:
+        """Load the log without changing it; a problem is in ``warning``."""
         try:
-            aside = publish_file(path, path.parent, names)
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return cls(path)
         except OSError as exc:
-            raise describe_os_error(exc, path, "moving aside the damaged run log") from exc
-        warning = f"{warning}; moved it to {aside} and started a new log"
-    log["runs"] = (log["runs"] + [run])[-max_runs:]
-    payload = json.dumps(log, indent=2, ensure_ascii=False).encode("utf-8")
-    try:
-        _atomic_write(path, payload)
-    except OSError as exc:
-        raise describe_os_error(exc, path, "writing the run log") from exc
-    return warning
+            warning = f"cannot read run log {path}: {exc.strerror or exc}"
+            return cls(path, warning=warning, unreadable=True)
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except ValueError as exc:  # UnicodeDecodeError included
+            return cls(path, warning=f"run log {path} is damaged ({exc})", damaged=True)
+        if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+            return cls(path, warning=f'run log {path} is damaged (no "runs" list)', damaged=True)
+        log = cls(path, data.pop("runs"))
+        log._other = data
+        return log
+
+    @property
+    def usable(self) -> bool:
+        """True when the file exists and was read whole."""
+        return not (self.damaged or self.unreadable) and os.path.lexists(self.path)
+
+    def backup_runs(self, *, since: dt.datetime | None = None) -> Iterator[dict[str, Any]]:
+        """The backup runs (not restores), oldest first; ``since``: started at or after it."""
+        for run in self.runs:
+            if run.get("kind", "backup") != "backup":
+                continue
+            if since is not None:
+                started = parse_iso(run.get("started_at"))
+                if started is None or started < since:
+                    continue
+            yield run
+
+    def backups(self) -> dict[str, dict[str, Any]]:
+        """The result recorded for each backup a run made, by the backup's ``_path_key``."""
+        if self._backups is None:
+            self._backups = {
+                _path_key(result["backup"]): result
+                for run in self.runs
+                for result in run.get("results", [])
+                if isinstance(result.get("backup"), str)
+            }
+        return self._backups
+
+    def checksums(self) -> dict[str, str]:
+        """The SHA-256 recorded for each backup, by the backup's ``_path_key``."""
+        return {
+            k: v["sha256"] for k, v in self.backups().items() if isinstance(v.get("sha256"), str)
+        }
+
+    def recorded_sha256(self, path: Path) -> str | None:
+        """The SHA-256 recorded for a backup, or for a restore's safety copy."""
+        key = _path_key(path)
+        digest = self.backups().get(key, {}).get("sha256")
+        if isinstance(digest, str):
+            return digest
+        for run in self.runs:
+            copy = run.get("safety_copy")
+            if run.get("kind") == "restore" and isinstance(copy, str) and _path_key(copy) == key:
+                digest = run.get("safety_copy_sha256")
+        return digest if isinstance(digest, str) else None
+
+    def last_results(self) -> dict[str, dict[str, Any]]:
+        """Each database's result in the newest backup run that backed it up or failed to."""
+        last: dict[str, dict[str, Any]] = {}
+        for run in self.backup_runs():
+            for result in run.get("results", []):
+                if result.get("status") in ("ok", "failed"):
+                    last[str(result.get("database"))] = result
+        return last
+
+    def last_destination_results(self) -> dict[str, dict[str, Any]]:
+        """Each destination's result in the newest run that copied to it."""
+        return {
+            str(result.get("destination")): result
+            for run in self.runs
+            for result in run.get("destinations", [])
+        }
+
+    def sent_by(self, label: str) -> set[str]:
+        """The backup names a destination (an upload command) accepted in earlier runs."""
+        return {
+            str(name)
+            for run in self.runs
+            for result in run.get("destinations", [])
+            if result.get("destination") == label
+            for name in result.get("uploaded") or []
+        }
+
+    def damaged_in_last_run(self) -> list[str]:
+        """The local backups the newest backup run found damaged (see LocalBackupCheck)."""
+        for run in reversed(self.runs):
+            if run.get("kind", "backup") == "backup":
+                found = run.get("damaged_backups")
+                if not isinstance(found, list):
+                    return []
+                return [str(i["backup"]) for i in found if isinstance(i, dict) and "backup" in i]
+        return []
+
+    def append(self, run: dict[str, Any], *, max_runs: int) -> str | None:
+        """Write the runs read and ``run`` to the file, atomically, keeping the newest
+        ``max_runs``; returns a warning. Call under the run lock, on a log read under it.
+
+        A damaged log is moved aside as ``<log>.damaged-<time>`` (nothing is lost) and a
+        fresh one is started.
+        """
+        path, warning = self.path, self.warning
+        if self.unreadable:
+            raise BackupError(
+                f"{warning}; the run was not logged", hint="fix the file's permissions"
+            )
+        if self.damaged:
+            try:
+                with open(path, "rb") as handle:
+                    is_database = handle.read(16) == _SQLITE_HEADER
+            except OSError:
+                is_database = False
+            if is_database:
+                raise BackupError(
+                    f"{path} is an SQLite database, not a run log; the run was not logged",
+                    hint="choose another --log-file",
+                )
+            stamp = _now_local().strftime(TIMESTAMP_FORMAT)
+            names = (f"{path.name}.damaged-{stamp}" + (f"-{n}" if n else "") for n in range(1000))
+            try:
+                aside = publish_file(path, path.parent, names)
+            except OSError as exc:
+                raise describe_os_error(exc, path, "moving aside the damaged run log") from exc
+            warning = f"{warning}; moved it to {aside} and started a new log"
+            self.damaged, self.warning = False, None
+        self.runs = (self.runs + [_clean_run(run)])[-max_runs:]
+        self._backups = None
+        payload = json.dumps({**self._other, "runs": self.runs}, indent=2, ensure_ascii=False)
+        try:
+            _atomic_write(path, payload.encode("utf-8"))
+        except OSError as exc:
+            raise describe_os_error(exc, path, "writing the run log") from exc
+        return warning
 
 
 # ======================================================================================
@@ -2753,16 +3014,6 @@ def build_destinations(config: Config) -> list[Destination]:
     ]
     destinations += [CommandDestination(t, config.upload_timeout) for t in config.upload_command]
     return destinations
-
-
-def _sent_by_command(log: dict[str, Any], label: str) -> set[str]:
-    """The backup names an upload command accepted in earlier runs."""
-    sent: set[str] = set()
-    for run in log.get("runs", []):
-        for result in run.get("destinations") or []:
-            if isinstance(result, dict) and result.get("destination") == label:
-                sent.update(str(name) for name in result.get("uploaded") or [])
-    return sent
 
 
 class LocalBackupCheck:
@@ -3142,11 +3393,11 @@ def run_backups(
             stale = remove_stale_temp_files(config.backup_dir)
             stale += remove_stale_log_temp_files(config.log_file)
             report.removed_temp_files = [str(p) for p in stale]
-            log, _ = read_run_log(config.log_file)
-            recorded = recorded_backups(log)
-            before = list_backups(config.backup_dir, [db.name for db in config.databases])
+            # The one read of the log and the one listing of the folder in a run.
+            log = RunLog.read(config.log_file)
+            local = list_backups(config.backup_dir, [db.name for db in config.databases])
             for db in config.databases:
-                previous = _previous_backup(before[db.name], recorded)
+                previous = _previous_backup(local[db.name], log.backups())
                 result = _backup_one(config, db, started, progress_stream, previous)
                 report.results.append(result)
                 if on_result is not None:
@@ -3155,7 +3406,7 @@ def run_backups(
                 if result.status != "ok" or result.backup is None:
                     continue
                 made = _backup_file(Path(result.backup))
-                existing = before[result.database] + ([made] if made else [])
+                existing = local[result.database] + ([made] if made else [])
                 expired = select_expired(
                     existing,
                     now=started.replace(tzinfo=None),
@@ -3167,8 +3418,13 @@ def run_backups(
                 )
                 result.pruned = [str(p) for p in deleted]
                 report.warnings.extend(errors)
+                local[result.database] = sorted(
+                    (b for b in existing if b.path not in deleted),
+                    key=lambda b: b.sort_key,
+                    reverse=True,
+                )
             if config.copy_to or config.s3 or config.upload_command:
-                _copy_off_site(config, report, log, started)
+                _copy_off_site(config, report, log, local, started)
             report.finished_at = now or _now_local()
             if should_alert(config, report.failed):
                 report.alerts = send_alerts(config, report.to_json())
@@ -3178,7 +3434,7 @@ def run_backups(
                         report.warnings.append(
                             f"alert to {alert['target']} failed: {alert['error']}"
                         )
-            warning = append_run(config.log_file, report.to_json(), max_runs=config.log_max_runs)
+            warning = log.append(report.to_json(), max_runs=config.log_max_runs)
             if warning:
                 report.warnings.append(warning)
     except Exception as exc:
@@ -3221,14 +3477,15 @@ def _announce_failed_run(
 
 
 def _copy_off_site(
-    config: Config, report: RunReport, log: dict[str, Any], started: dt.datetime
+    config: Config,
+    report: RunReport,
+    log: RunLog,
+    local: dict[str, list[BackupFile]],
+    started: dt.datetime,
 ) -> None:
-    """Bring every destination up to date with the local backups; a failure fails only it."""
-    names = [db.name for db in config.databases]
-    local = list_backups(config.backup_dir, names)
-    checksums = {
-        k: v["sha256"] for k, v in recorded_backups(log).items() if isinstance(v["sha256"], str)
-    }
+    """Bring every destination up to date with the local backups (``local``: the backup
+    folder as this run left it); a failure fails only that destination."""
+    checksums = log.checksums()
     fresh = set()
     for result in report.results:
         if result.backup and result.sha256:
@@ -3244,39 +3501,18 @@ def _copy_off_site(
                 local,
                 checks=checks,
                 prunable=prunable,
-                sent_before=_sent_by_command(log, destination.label),
+                sent_before=log.sent_by(destination.label),
                 now=started.replace(tzinfo=None),
             )
         )
     # A damaged backup found by an earlier run is reported until it is gone or sound again.
     by_path = {str(b.path): b for files in local.values() for b in files}
-    for path in _damaged_in_last_run(log):
+    for path in log.damaged_in_last_run():
         if path in by_path:
             checks.digest(by_path[path])
     report.damaged_backups = [
         {"backup": path, "problem": problem} for path, problem in sorted(checks.damaged.items())
     ]
-
-
-def _damaged_in_last_run(log: dict[str, Any]) -> list[str]:
-    """The local backups the newest backup run found damaged (see LocalBackupCheck)."""
-    for run in reversed(log.get("runs", [])):
-        if run.get("kind", "backup") == "backup":
-            found = run.get("damaged_backups")
-            if not isinstance(found, list):
-                return []
-            return [str(i["backup"]) for i in found if isinstance(i, dict) and "backup" in i]
-    return []
-
-
-def recorded_backups(log: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The run log's result for each backup it made, by the backup's absolute path."""
-    recorded = {}
-    for run in log.get("runs", []):
-        for result in run.get("results") or []:
-            if isinstance(result, dict) and isinstance(result.get("backup"), str):
-                recorded[_path_key(result["backup"])] = result
-    return recorded
 
 
 def _previous_backup(
@@ -3385,13 +3621,12 @@ def verify_backup(path: Path, *, quick: bool = False, expected: str | None = Non
 
 
 def verify_backups(
-    config: Config, files: Sequence[Path], *, quick: bool, log: dict[str, Any]
+    config: Config, files: Sequence[Path], *, quick: bool, log: RunLog
 ) -> list[VerifyResult]:
     """Verify the named files, or every backup of the configured databases when none are named."""
     if not files:
         found = list_backups(config.backup_dir, [db.name for db in config.databases])
         files = [b.path for backups in found.values() for b in backups]
-    recorded = recorded_backups(log)
     packed = any(getattr(parse_restorable_name(p.name), "compression", None) for p in files)
     # Unpacking writes temporary files, which a run would take for stale ones.
     lock = (
@@ -3402,7 +3637,7 @@ def verify_backups(
     results = []
     with lock:
         for path in files:
-            expected = recorded.get(_path_key(path), {}).get("sha256")
+            expected = log.recorded_sha256(path)
             results.append(verify_backup(path, quick=quick, expected=expected))
     return results
 
@@ -3423,21 +3658,8 @@ class RestorePlan:
         return self.backup_of is not None and self.backup_of != self.database
 
 
-def recorded_checksum(log: dict[str, Any], path: Path) -> str | None:
-    """The SHA-256 the run log recorded for a backup, or for a restore's safety copy."""
-    key = _path_key(path)
-    digest = recorded_backups(log).get(key, {}).get("sha256")
-    if isinstance(digest, str):
-        return digest
-    for run in log.get("runs", []):
-        copy = run.get("safety_copy")
-        if run.get("kind") == "restore" and isinstance(copy, str) and _path_key(copy) == key:
-            digest = run.get("safety_copy_sha256")
-    return digest if isinstance(digest, str) else None
-
-
 def plan_restore(
-    config: Config, backup: Path, target: Path | None, *, log: dict[str, Any] | None = None
+    config: Config, backup: Path, target: Path | None, *, log: RunLog | None = None
 ) -> RestorePlan:
     """Find the database a backup belongs to (from its name), unless ``target`` is given."""
     if not backup.is_file():
@@ -3468,7 +3690,7 @@ def plan_restore(
         backup=backup,
         target=target,
         database=name,
-        expected_sha256=recorded_checksum(log or {}, backup),
+        expected_sha256=log.recorded_sha256(backup) if log else None,
         # A target that is none of the configured databases (a scratch file) names nothing.
         backup_of=parsed.name if parsed and replaced else None,
     )
@@ -3583,8 +3805,8 @@ def restore_backup(
     check_log_folder(config.log_file)
     ensure_backup_dir(config.backup_dir, app_folder=config.app_folder())
     with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout):
-        log, _ = read_run_log(config.log_file)
-        checked = verify_backup(plan.backup, expected=recorded_checksum(log, plan.backup))
+        log = RunLog.read(config.log_file)
+        checked = verify_backup(plan.backup, expected=log.recorded_sha256(plan.backup))
         if not checked.ok:
             raise BackupError(
                 f"refusing to restore from {plan.backup}: {checked.error}; nothing was changed",
@@ -3603,7 +3825,7 @@ def restore_backup(
             raise
         finally:
             record["finished_at"] = _iso(now or _now_local())
-            append_run(config.log_file, record, max_runs=config.log_max_runs)
+            log.append(record, max_runs=config.log_max_runs)
     return record
 
 
@@ -3820,10 +4042,10 @@ def _text_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def collect_history(log: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+def collect_history(log: RunLog, limit: int) -> list[dict[str, Any]]:
     """The newest ``limit`` per-database results of the log, newest first."""
     rows = []
-    for run in reversed(log.get("runs", [])):
+    for run in reversed(log.runs):
         if run.get("kind", "backup") != "backup":
             rows.append(
                 {
@@ -3838,20 +4060,19 @@ def collect_history(log: dict[str, Any], limit: int) -> list[dict[str, Any]]:
                 }
             )
         else:
-            for result in run.get("results") or []:
-                if isinstance(result, dict):
-                    rows.append(
-                        {
-                            "time": run.get("started_at"),
-                            "action": "backup",
-                            "database": result.get("database"),
-                            "file": _text_or_none(result.get("backup")),
-                            "size_bytes": result.get("size_bytes"),
-                            "status": result.get("status"),
-                            "error": _text_or_none(result.get("error")),
-                            "trigger": run.get("trigger"),
-                        }
-                    )
+            rows += [
+                {
+                    "time": run.get("started_at"),
+                    "action": "backup",
+                    "database": result.get("database"),
+                    "file": _text_or_none(result.get("backup")),
+                    "size_bytes": result.get("size_bytes"),
+                    "status": result.get("status"),
+                    "error": _text_or_none(result.get("error")),
+                    "trigger": run.get("trigger"),
+                }
+                for result in run.get("results", [])
+            ]
         if len(rows) >= limit:
             break
     return rows[:limit]
@@ -3907,20 +4128,25 @@ def render_history(rows: Sequence[dict[str, Any]], symbols: Symbols) -> str:
     return "\n".join(lines)
 
 
-def collect_stats(config: Config, log: dict[str, Any], *, now: dt.datetime) -> dict[str, Any]:
-    """Per-database counts, sizes, ages, success rates; the backup folder's share of the disk."""
+def collect_stats(
+    config: Config,
+    log: RunLog,
+    *,
+    now: dt.datetime,
+    backups: dict[str, list[BackupFile]] | None = None,
+) -> dict[str, Any]:
+    """Per-database counts, sizes, ages, success rates; the backup folder's share of the disk.
+
+    ``backups``: the folder's listing when the caller has it already.
+    """
     names = [db.name for db in config.databases]
-    backups = list_backups(config.backup_dir, names)
-    window_start = now - dt.timedelta(days=config.keep_days)
+    if backups is None:
+        backups = list_backups(config.backup_dir, names)
     outcomes: dict[str, list[str]] = {name: [] for name in names}
-    for run in log.get("runs", []):
-        started = parse_iso(run.get("started_at"))
-        if started is None or started < window_start or run.get("kind", "backup") != "backup":
-            continue
-        for result in run.get("results") or []:
-            if isinstance(result, dict) and result.get("database") in outcomes:
-                if result.get("status") in ("ok", "failed"):
-                    outcomes[result["database"]].append(result["status"])
+    for run in log.backup_runs(since=now - dt.timedelta(days=config.keep_days)):
+        for result in run.get("results", []):
+            if result.get("database") in outcomes and result.get("status") in ("ok", "failed"):
+                outcomes[result["database"]].append(result["status"])
     databases = []
     seen_files: set[tuple[int, int]] = set()
     folder_bytes = 0
@@ -3977,17 +4203,11 @@ def collect_stats(config: Config, log: dict[str, Any], *, now: dt.datetime) -> d
     }
 
 
-def collect_destinations(
-    config: Config, log: dict[str, Any], *, now: dt.datetime
-) -> list[dict[str, Any]]:
+def collect_destinations(config: Config, log: RunLog, *, now: dt.datetime) -> list[dict[str, Any]]:
     """Each destination's newest copy of each database, and how its last run went."""
     names = [db.name for db in config.databases]
     naive_now = now.astimezone().replace(tzinfo=None)
-    last: dict[str, dict[str, Any]] = {}
-    for run in log.get("runs", []):
-        for result in run.get("destinations") or []:
-            if isinstance(result, dict):
-                last[str(result.get("destination"))] = result
+    last = log.last_destination_results()
     found = []
     for destination in build_destinations(config):
         entry: dict[str, Any] = {
@@ -4002,7 +4222,7 @@ def collect_destinations(
                 listed = destination.list_backups(names)
                 newest = {n: (f[0].path.name, f[0].taken_at) for n, f in listed.items() if f}
             else:
-                sent = [parse_backup_name(n) for n in _sent_by_command(log, destination.label)]
+                sent = [parse_backup_name(n) for n in log.sent_by(destination.label)]
                 newest = {}
                 for parsed in sorted((p for p in sent if p), key=lambda p: (p.taken_at, p.seq)):
                     name = format_backup_name(
@@ -4108,9 +4328,8 @@ class _CheckInput:
     now: dt.datetime
     stats: dict[str, Any]
     backups: dict[str, list[BackupFile]]
-    recorded: dict[str, dict[str, Any]]
     last_results: dict[str, dict[str, Any]]
-    log: dict[str, Any]
+    log: RunLog
 
 
 def _rule_missing_or_stale(
@@ -4148,7 +4367,7 @@ def _rule_newest_damaged(
     if not ci.backups[db.name]:
         return []
     newest = ci.backups[db.name][0]
-    logged = ci.recorded.get(_path_key(newest.path), {})
+    logged = ci.log.backups().get(_path_key(newest.path), {})
     damage = describe_damage(newest, logged.get("size_bytes"))
     if damage is None and isinstance(logged.get("sha256"), str):
         # Read in full: bit rot or tampering keeps the size and the header.
@@ -4220,7 +4439,7 @@ def _rule_held_back(ci: _CheckInput) -> list[Problem]:
             f"damaged backup {path} is held back from off-site copies: run --verify, "
             "then delete it or put a good copy back under its name",
         )
-        for path in _damaged_in_last_run(ci.log)
+        for path in ci.log.damaged_in_last_run()
         if path not in newest and os.path.lexists(path)
     ]
 
@@ -4278,22 +4497,17 @@ def _rule_destinations(ci: _CheckInput) -> list[Problem]:
 _FOLDER_RULES = (_rule_held_back, _rule_disk, _rule_destinations)
 
 
-def collect_check(config: Config, log: dict[str, Any], *, now: dt.datetime) -> dict[str, Any]:
+def collect_check(config: Config, log: RunLog, *, now: dt.datetime) -> dict[str, Any]:
     """Every figure --check judges, and the problems its rules find, worst first."""
-    stats = collect_stats(config, log, now=now)
-    last_results: dict[str, dict[str, Any]] = {}
-    for run in log.get("runs", []):
-        if run.get("kind", "backup") == "backup":
-            for result in run.get("results") or []:
-                if isinstance(result, dict) and result.get("status") in ("ok", "failed"):
-                    last_results[str(result.get("database"))] = result
     backups = list_backups(config.backup_dir, [db.name for db in config.databases])
+    stats = collect_stats(config, log, now=now, backups=backups)
+    last_results = log.last_results()
     for db, figures in zip(config.databases, stats["databases"]):
         files, last = backups[db.name], last_results.get(db.name)
         figures["last_run_status"] = last.get("status") if last else None
         figures["previous_size_bytes"] = files[1].size if len(files) > 1 else None
     stats["next_backup_bytes"] = sum(f["source_size_bytes"] or 0 for f in stats["databases"])
-    ci = _CheckInput(config, now, stats, backups, recorded_backups(log), last_results, log)
+    ci = _CheckInput(config, now, stats, backups, last_results, log)
     problems = [
         problem
         for db, figures in zip(config.databases, stats["databases"])
@@ -4541,13 +4755,9 @@ def _run_arguments(config: Config) -> list[str]:
     Webhook URLs and commands carry secrets: those belong in a config file, not in a
     batch file or crontab line that anyone reading the task can see.
     """
-    secret = [
-        key
-        for key in ("notify_url", "upload_command", "notify_command")
-        if key in config.from_flags
-    ]
+    secret = [s.option for s in SETTINGS if s.secret and s.key in config.from_flags]
     if secret:
-        flags = ", ".join(_flag_name(key) for key in secret)
+        flags = ", ".join(secret)
         raise _usage_error(
             f"{flags} may hold a secret and is not written into a task",
             f"put it in {DEFAULT_CONFIG_FILE} (read by every run) or a --config file",
@@ -4556,16 +4766,17 @@ def _run_arguments(config: Config) -> list[str]:
     if config.config_file is not None:
         args += ["--config", str(config.config_file)]
     for key in config.from_flags:
-        if key == "databases":
-            for db in config.databases:
-                args += ["--db", f"{db.name}={db.path}"]
-        elif key == "compress":
-            args += ["--compress", config.compress or "none"]
-        elif key in _LIST_SETTINGS:
-            for item in getattr(config, key):
-                args += [_flag_name(key), str(item)]
+        setting, value = SETTING[key], getattr(config, key)
+        if setting.kind == "databases":
+            for db in value:
+                args += [setting.option, f"{db.name}={db.path}"]
+        elif setting.kind == "compress":
+            args += [setting.option, value or "none"]
+        elif setting.kind in ("paths", "texts", "urls"):
+            for item in value:
+                args += [setting.option, str(item)]
         else:
-            args += [_flag_name(key), f"{getattr(config, key)}"]
+            args += [setting.option, f"{value}"]
     return args
 
 
@@ -4703,51 +4914,29 @@ def build_parser() -> argparse.ArgumentParser:
     act("--cron", action="store_true", help="print crontab lines and how to install them")
     act("--show-config", action="store_true", help="print the effective settings as JSON")
 
-    opt = parser.add_argument_group("settings (override the config file)").add_argument
-    opt("--config", metavar="FILE", help=f"JSON settings (default: {DEFAULT_CONFIG_FILE})")
-    opt("--db", action="append", metavar="[NAME=]PATH", help="database to back up (repeatable)")
-    opt("--backup-dir", metavar="DIR", help=f"where backups go (default: {DEFAULT_BACKUP_DIR})")
-    opt("--log-file", metavar="FILE", help=f"the run log (default: {DEFAULT_LOG_FILE})")
-    opt("--keep-days", type=int, metavar="N", help=f"prune after N days ({DEFAULT_KEEP_DAYS})")
-    opt("--keep-last", type=int, metavar="N", help=f"keep at least N ({DEFAULT_KEEP_LAST})")
-    opt("--busy-timeout", type=float, metavar="S", help="wait for a locked database (60)")
-    opt("--lock-timeout", type=float, metavar="S", help="wait for another run (300)")
-    opt("--log-max-runs", type=int, metavar="N", help=f"runs kept ({DEFAULT_LOG_MAX_RUNS})")
-    opt("--at", action="append", metavar="HH:MM", help="daily time, repeatable (03:00)")
-    opt("--timezone", metavar="AREA/CITY", help="time zone of --at (the computer's)")
-    opt("--keep-daily", type=int, metavar="N", help="also keep the newest of each of N days")
-    opt("--keep-weekly", type=int, metavar="N", help="... of each of N ISO weeks")
-    opt("--keep-monthly", type=int, metavar="N", help="... of each of N months")
-    opt("--compress", choices=["gzip", "zstd", "none"], help="store backups compressed")
-
-    far = parser.add_argument_group("off-site copies and alerts").add_argument
-    far("--copy-to", action="append", metavar="DIR", help="also copy backups to DIR (repeatable)")
-    far(
-        "--s3",
-        action="append",
-        metavar="s3://BUCKET/PREFIX",
-        help="also upload to S3 (needs boto3)",
+    settings = parser.add_argument_group("settings (override the config file)")
+    settings.add_argument(
+        "--config", metavar="FILE", help=f"JSON settings (default: {DEFAULT_CONFIG_FILE})"
     )
-    far("--s3-endpoint", metavar="URL", help="S3-compatible endpoint (OSS, COS, MinIO, R2)")
-    far("--s3-profile", metavar="NAME", help="AWS credentials profile (default: environment)")
-    far("--s3-region", metavar="NAME", help="S3 region")
-    far("--s3-addressing", choices=["path", "virtual"], help="bucket in the path or host name")
-    far(
-        "--upload-command", action="append", metavar="CMD", help="run CMD per backup: {path} {name}"
-    )
-    far("--upload-timeout", type=float, metavar="S", help="limit for one upload command (3600)")
-    far("--notify-url", action="append", metavar="URL", help="POST a summary to URL (repeatable)")
-    far("--notify-on", choices=NOTIFY_ON, help="when to alert (default: failure)")
-    far("--notify-format", choices=NOTIFY_FORMATS, help="webhook body (default: json)")
-    far("--notify-command", metavar="CMD", help="run CMD with the JSON summary on stdin")
-    far("--notify-timeout", type=float, metavar="S", help="limit for one webhook (10)")
-    opt("--max-age", dest="max_age_hours", type=float, metavar="H", help="--check: hours (24)")
-    opt("--max-disk-percent", type=float, metavar="P", help="disk budget, percent (5)")
-    opt("--max-shrink-percent", type=float, metavar="P", help="--check: shrink alarm (50)")
+    far = parser.add_argument_group("off-site copies and alerts")
+    for setting in SETTINGS:
+        options: dict[str, Any] = {"dest": setting.attribute, "help": setting.help_text()}
+        if setting.kind in ("int", "float"):
+            options["type"] = int if setting.kind == "int" else float
+        if setting.kind in ("databases", "paths", "texts", "urls", "times"):
+            options["action"] = "append"
+        if setting.choices:
+            options["choices"] = setting.choices
+        else:
+            options["metavar"] = setting.metavar
+        group = far if setting.group == "far" else settings
+        group.add_argument(setting.option, **options)
 
     more = parser.add_argument_group("action options").add_argument
     more("--json", action="store_true", help="print one JSON document")
-    more("--limit", type=int, metavar="N", help=f"--history rows ({DEFAULT_HISTORY_LIMIT})")
+    more(
+        "--limit", type=int, metavar="N", help=f"--history rows (default: {DEFAULT_HISTORY_LIMIT})"
+    )
     more("--quick", action="store_true", help="--verify with quick_check (faster)")
     more("--target", metavar="PATH", help="--restore into this database")
     more("--yes", action="store_true", help="--restore without asking")
@@ -4761,7 +4950,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="--restore --yes a backup of another database",
     )
-    more("--trigger", choices=TRIGGERS, help="--run: recorded in the run log (manual)")
+    more(
+        "--trigger",
+        choices=TRIGGERS,
+        help=f"--run: recorded in the run log (default: {TRIGGERS[0]})",
+    )
     more("--python", metavar="PATH", help="interpreter for the .bat or crontab (this one)")
     more("--debug", action="store_true", help="show tracebacks")
     more("--version", action="version", version=f"%(prog)s {__version__}")
@@ -4875,9 +5068,9 @@ def _cmd_run(config: Config, args: argparse.Namespace, io: Output) -> int:
 def _cmd_history(config: Config, args: argparse.Namespace, io: Output) -> int:
     if args.limit < 1:
         raise _usage_error("--limit must be at least 1")
-    log, warning = read_run_log(config.log_file)
-    source = "run log"
-    if log.get("damaged") or log.get("unreadable") or not os.path.lexists(config.log_file):
+    log = RunLog.read(config.log_file)
+    warning, source = log.warning, "run log"
+    if not log.usable:
         # Backups outlive their log: list what is on disk rather than claim there is none.
         rows = collect_history_from_disk(config, args.limit)
         source = "backup folder"
@@ -4904,9 +5097,9 @@ def _cmd_history(config: Config, args: argparse.Namespace, io: Output) -> int:
 
 
 def _cmd_stats(config: Config, args: argparse.Namespace, io: Output) -> int:
-    log, warning = read_run_log(config.log_file)
-    if warning:
-        io.warn(warning)
+    log = RunLog.read(config.log_file)
+    if log.warning:
+        io.warn(log.warning)
     stats = collect_stats(config, log, now=_now_local())
     if args.json:
         io.print_json(stats)
@@ -5003,9 +5196,9 @@ def _cmd_cron(config: Config, args: argparse.Namespace, io: Output) -> int:
 
 
 def _cmd_verify(config: Config, args: argparse.Namespace, io: Output) -> int:
-    log, warning = read_run_log(config.log_file)
-    if warning:
-        io.warn(warning)
+    log = RunLog.read(config.log_file)
+    if log.warning:
+        io.warn(log.warning)
     files = [_resolve(name, Path.cwd()) for name in args.verify]
     results = verify_backups(config, files, quick=args.quick, log=log)
     failed = [r for r in results if not r.ok]
@@ -5071,16 +5264,16 @@ def _undo_command(config: Config, safety_copy: str, target: Path) -> str:
             words += ["--db", f"{db.name}={db.path}"]
     for key in ("backup_dir", "log_file"):
         if key in config.from_flags:
-            words += [_flag_name(key), str(getattr(config, key))]
+            words += [SETTING[key].option, str(getattr(config, key))]
     words += ["--restore", safety_copy, "--target", str(target), "--yes"]
     return shell_command(words)
 
 
 def _cmd_restore(config: Config, args: argparse.Namespace, io: Output) -> int:
     target = _resolve(args.target, Path.cwd()) if args.target else None
-    log, log_warning = read_run_log(config.log_file)
+    log = RunLog.read(config.log_file)
     plan = plan_restore(config, _resolve(args.restore, Path.cwd()), target, log=log)
-    risks = _restore_risks(config, plan, args, log_warning)
+    risks = _restore_risks(config, plan, args, log.warning)
     question = f"Replace {plan.target} with {plan.backup.name}? The app must be stopped."
     if args.yes:
         for text, flag, accepted in risks:
@@ -5116,10 +5309,10 @@ def _cmd_restore(config: Config, args: argparse.Namespace, io: Output) -> int:
 
 
 def _cmd_check(config: Config, args: argparse.Namespace, io: Output) -> int:
-    log, warning = read_run_log(config.log_file)
+    log = RunLog.read(config.log_file)
     check = collect_check(config, log, now=_now_local())
-    if warning:
-        check["problems"].append({"status": "WARNING", "message": warning})
+    if log.warning:
+        check["problems"].append({"status": "WARNING", "message": log.warning})
         if check["exit_code"] < CheckStatus.WARNING:
             check.update(status="WARNING", exit_code=int(CheckStatus.WARNING))
     if args.json:
@@ -5172,7 +5365,7 @@ def check_action_options(args: argparse.Namespace, action: str) -> None:
     if args.limit is None:
         args.limit = DEFAULT_HISTORY_LIMIT
     if args.trigger is None:
-        args.trigger = "manual"
+        args.trigger = TRIGGERS[0]
 
 
 def _unknown(io: Output, reason: str, *, as_json: bool) -> int:

@@ -7,7 +7,7 @@
 The folder holds tiny real files (a copy of a two-page SQLite database) named with the
 module's own ``format_backup_name``, for two databases, spread evenly over about three
 years up to now, as years of several backups a day would leave them. A run log of
-``DEFAULT_LOG_MAX_RUNS`` runs sits beside it, as after years of runs.
+``DEFAULTS["log_max_runs"]`` runs sits beside it, as after years of runs.
 
 Timed in-process: ``list_backups`` (scan), ``select_expired`` (flat and tiered rules)
 and ``prune_backups``. Timed as whole processes: ``--stats`` and
@@ -175,7 +175,7 @@ def measure(root: Path, files: int, trials: int) -> list[tuple[str, str, list[fl
     now = dt.datetime.now().replace(microsecond=0)
     names = plan_names(files, now)
     log_file = root / "log.json"
-    write_run_log(log_file, names, folder, dbs.DEFAULT_LOG_MAX_RUNS)
+    write_run_log(log_file, names, folder, dbs.DEFAULTS["log_max_runs"])
 
     def replant() -> None:
         plant(folder, names, content)
@@ -250,7 +250,7 @@ def measure(root: Path, files: int, trials: int) -> list[tuple[str, str, list[fl
     rows.append(
         (
             "--stats (whole process)",
-            f"{len(names):,} files, {dbs.DEFAULT_LOG_MAX_RUNS} runs in log",
+            f"{len(names):,} files, {dbs.DEFAULTS['log_max_runs']} runs in log",
             timed(lambda: run_cli(["--stats", *common], root), None, trials),
         )
     )

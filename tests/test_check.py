@@ -337,9 +337,9 @@ def test_check_json_holds_every_figure(app: App) -> None:
     assert check["disk_total_bytes"] == usage.total
     assert check["disk_free_bytes"] > 0
     assert check["disk_share_percent"] == pytest.approx(backup.stat().st_size * 100 / usage.total)
-    assert check["disk_budget_percent"] == dbs.DEFAULT_MAX_DISK_PERCENT
-    assert check["max_age_hours"] == dbs.DEFAULT_MAX_AGE_HOURS
-    assert check["max_shrink_percent"] == dbs.DEFAULT_MAX_SHRINK_PERCENT
+    assert check["disk_budget_percent"] == dbs.DEFAULTS["max_disk_percent"]
+    assert check["max_age_hours"] == dbs.DEFAULTS["max_age_hours"]
+    assert check["max_shrink_percent"] == dbs.DEFAULTS["max_shrink_percent"]
     assert check["next_backup_bytes"] == app.main_db.stat().st_size
 
 
@@ -362,7 +362,7 @@ def test_collect_check_reports_the_previous_backup_size(app: App) -> None:
     config = dbs.build_config(
         dbs.build_parser().parse_args(["--check"]), app_root=app.root, cwd=app.root
     )
-    log, _ = dbs.read_run_log(config.log_file)
+    log = dbs.RunLog.read(config.log_file)
 
     check = dbs.collect_check(config, log, now=datetime.datetime.now().astimezone())
 

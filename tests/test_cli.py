@@ -124,6 +124,42 @@ def test_show_config_prints_the_default_settings_as_json(app: App, tmp_path: Pat
     assert config["config_file"] is None
 
 
+def test_show_config_prints_every_setting_and_feeds_back_as_a_config_file(
+    app: App, tmp_path: Path
+) -> None:
+    far = tmp_path / "far"
+    flags = ["--keep-days", "9", "--at", "04:30", "--compress", "gzip", "--copy-to", str(far)]
+    flags += ["--s3", "s3://bucket/app", "--notify-on", "always", "--upload-timeout", "12.5"]
+    shown = show_config(app, *flags)
+    assert set(shown) == set(dbs.SETTING) | {"app_root", "config_file"}
+    settings = {key: value for key, value in shown.items() if key in dbs.SETTING}
+    config_file = write_config(tmp_path / "from_show_config.json", settings)
+
+    again = show_config(app, "--config", str(config_file))
+
+    assert again == {**shown, "config_file": str(config_file)}
+    assert (again["keep_days"], again["run_at"], again["copy_to"]) == (9, ["04:30"], [str(far)])
+
+
+def test_help_names_each_settings_default_as_show_config_prints_it(app: App) -> None:
+    result = app.run("--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())  # argparse wraps long help lines
+    defaults = show_config(app)
+    for setting in dbs.SETTINGS:
+        assert setting.option in text
+        value = defaults[setting.key]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            assert f"{setting.option} {setting.metavar}" in text
+            assert f"(default: {value:g})" in text, setting.key
+
+
+def test_readme_documents_every_setting_flag() -> None:
+    readme = README.read_text(encoding="utf-8")
+    missing = [s.option for s in dbs.SETTINGS if f"`{s.option} " not in readme]
+    assert missing == []
+
+
 def test_db_path_on_the_command_line_resolves_against_the_working_folder(
     app: App, tmp_path: Path
 ) -> None:

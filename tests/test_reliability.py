@@ -199,11 +199,11 @@ class Scene:
         ``failed`` databases), a log that does not parse or lost earlier runs."""
         found = []
         runs = self.log_runs()
-        recorded = dbs.recorded_backups({"runs": runs or []})
+        recorded = dbs.RunLog(self.log, runs or [])
         for entry in sorted(os.scandir(self.backups), key=lambda e: e.name):
             if dbs.is_backup_name(entry.name):
                 path = Path(entry.path)
-                expected = recorded.get(dbs._path_key(path), {}).get("sha256")
+                expected = recorded.recorded_sha256(path)
                 checked = dbs.verify_backup(path, expected=expected)
                 if not checked.ok:
                     found.append(f"{entry.name} fails verification: {checked.error}")
@@ -809,10 +809,10 @@ CONFIG_FILES = st.fixed_dictionaries(
     {},
     optional={
         key: TEXTLESS_VALUES if key in ACTING_KEYS else JSON_VALUES
-        for key in sorted(dbs._CONFIG_KEYS - {"databases"})
+        for key in sorted(set(dbs.SETTING) - {"databases"})
     },
 ) | st.dictionaries(
-    st.text(max_size=10).filter(lambda key: key not in dbs._CONFIG_KEYS), JSON_VALUES, max_size=2
+    st.text(max_size=10).filter(lambda key: key not in set(dbs.SETTING)), JSON_VALUES, max_size=2
 )
 DATABASE_ENTRIES = st.lists(
     st.text(max_size=10)

@@ -170,7 +170,8 @@ def test_append_run_caps_an_existing_long_log(tmp_path: Path) -> None:
     log = tmp_path / "log.json"
     old = [{"started_at": f"2025-01-{d:02d}T03:00:00+00:00", "results": []} for d in range(1, 11)]
     log.write_text(json.dumps({"version": 1, "runs": old}), encoding="utf-8")
-    dbs.append_run(log, {"started_at": "2025-02-01T03:00:00+00:00", "results": []}, max_runs=3)
+    new = {"started_at": "2025-02-01T03:00:00+00:00", "results": []}
+    dbs.RunLog.read(log).append(new, max_runs=3)
     runs = json.loads(log.read_text(encoding="utf-8"))["runs"]
     assert [r["started_at"][:10] for r in runs] == ["2025-01-09", "2025-01-10", "2025-02-01"]
 
@@ -234,9 +235,9 @@ def test_two_damaged_logs_in_the_same_second_are_both_kept(tmp_path: Path) -> No
     log = tmp_path / "database_backup_log.json"
     run = {"started_at": "2025-01-01T03:00:00+00:00", "results": []}
     log.write_bytes(b"first garbage")
-    dbs.append_run(log, run, max_runs=10)
+    dbs.RunLog.read(log).append(run, max_runs=10)
     log.write_bytes(b"second garbage")
-    dbs.append_run(log, run, max_runs=10)
+    dbs.RunLog.read(log).append(run, max_runs=10)
     kept = sorted(p.read_bytes() for p in tmp_path.iterdir() if DAMAGED.match(p.name))
     assert kept == [b"first garbage", b"second garbage"]
 
@@ -244,23 +245,25 @@ def test_two_damaged_logs_in_the_same_second_are_both_kept(tmp_path: Path) -> No
 def test_append_run_warns_with_the_name_of_the_damaged_copy(tmp_path: Path) -> None:
     log = tmp_path / "database_backup_log.json"
     log.write_bytes(b"{oops")
-    warning = dbs.append_run(log, {"results": []}, max_runs=10)
+    warning = dbs.RunLog.read(log).append({"results": []}, max_runs=10)
     [aside] = [p for p in tmp_path.iterdir() if DAMAGED.match(p.name)]
     assert warning is not None
     assert str(aside) in warning
 
 
-def test_read_run_log_of_a_damaged_log_changes_nothing(tmp_path: Path) -> None:
+def test_reading_a_damaged_log_changes_nothing(tmp_path: Path) -> None:
     log = tmp_path / "database_backup_log.json"
     log.write_bytes(b"garbage")
-    data, warning = dbs.read_run_log(log)
-    assert data["runs"] == []
-    assert warning is not None
+    read = dbs.RunLog.read(log)
+    assert read.runs == []
+    assert read.damaged
+    assert read.warning is not None
     assert [p.name for p in tmp_path.iterdir()] == [log.name]
     assert log.read_bytes() == b"garbage"
 
 
-def test_read_run_log_of_a_missing_log_is_empty_without_warning(tmp_path: Path) -> None:
-    data, warning = dbs.read_run_log(tmp_path / "none.json")
-    assert data["runs"] == []
-    assert warning is None
+def test_reading_a_missing_log_is_empty_without_warning(tmp_path: Path) -> None:
+    read = dbs.RunLog.read(tmp_path / "none.json")
+    assert read.runs == []
+    assert read.warning is None
+    assert not read.usable
