@@ -25,8 +25,8 @@ Nouns used throughout:
 - sealed copy: a temporary copy of one database, complete, checked, fsynced and hashed
   (``sealed_copy``); backups, safety copies and restores are each one.
 
-Only the standard library is needed to back up; ``--schedule`` needs the ``schedule``
-package, ``--s3`` needs ``boto3`` and ``--compress zstd`` needs ``zstandard``.
+Only the standard library is needed, ``--schedule`` included; ``--timezone`` needs ``pytz``,
+``--s3`` needs ``boto3`` and ``--compress zstd`` needs ``zstandard``.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, TextIO
 
 # Loaded where they are used, to keep every start short: ctypes, concurrent.futures,
-# gzip, shlex, socket, subprocess, traceback, urllib.request; schedule, pytz, boto3 and
-# zstandard are optional packages.
+# gzip, shlex, socket, subprocess, traceback, urllib.request; pytz, boto3 and zstandard
+# are optional packages.
 
 
 # ======================================================================================
@@ -290,8 +290,8 @@ def install_hint(*requirements: str) -> str:
     return "run: " + shell_command([sys.executable, "-m", "pip", "install", *requirements])
 
 
-# What --schedule needs, as the operator installs it (the app folder has no requirements.txt).
-SCHEDULE_REQUIREMENTS = ("schedule>=1.2,<2", "pytz")
+# What --timezone needs, as the operator installs it (the app folder has no requirements.txt).
+TIMEZONE_REQUIREMENTS = ("pytz",)
 
 
 # --- Time ---
@@ -2628,12 +2628,14 @@ class RunLog:
                 return [str(i["backup"]) for i in found if isinstance(i, dict) and "backup" in i]
         return []
 
-    def append(self, run: dict[str, Any], *, max_runs: int) -> str | None:
+    def append(
+        self, run: dict[str, Any], *, max_runs: int, now: dt.datetime | None = None
+    ) -> str | None:
         """Write the runs read and ``run`` to the file, atomically, keeping the newest
         ``max_runs``; returns a warning. Call under the run lock, on a log read under it.
 
         A damaged log is moved aside as ``<log>.damaged-<time>`` (nothing is lost) and a
-        fresh one is started.
+        fresh one is started; ``now`` (the current time by default) dates the damaged copy.
         """
         path, warning = self.path, self.warning
         if self.unreadable:
@@ -2651,7 +2653,7 @@ class RunLog:
                     f"{path} is an SQLite database, not a run log; the run was not logged",
                     hint="choose another --log-file",
                 )
-            stamp = _now_local().strftime(TIMESTAMP_FORMAT)
+            stamp = (now or _now_local()).strftime(TIMESTAMP_FORMAT)
             names = (f"{path.name}.damaged-{stamp}" + (f"-{n}" if n else "") for n in range(1000))
             try:
                 aside = publish_file(path, path.parent, names)
@@ -3369,17 +3371,19 @@ def run_backups(
     config: Config,
     *,
     trigger: str = "manual",
-    now: dt.datetime | None = None,
+    clock: Callable[[], dt.datetime] = _now_local,
     on_result: Callable[[BackupResult], None] | None = None,
     on_lock_wait: Callable[[], None] | None = None,
     progress_stream: TextIO | None = None,
 ) -> RunReport:
     """Back up every configured database under the run lock, prune, and log the run.
 
-    A failed database does not stop the others, and is not pruned. A run that stops with an
-    error (refused before it starts: the lock held past ``--lock-timeout``, a folder it
-    cannot use; or failing later, as in writing the run log) is announced to the alert
-    targets too, unless they already heard of its failure, then raised.
+    ``clock()`` is the aware local time: the run's start names its backups and dates the
+    retention; its end is logged. A failed database does not stop the others, and is not
+    pruned. A run that stops with an error (refused before it starts: the lock held past
+    ``--lock-timeout``, a folder it cannot use; or failing later, as in writing the run log)
+    is announced to the alert targets too, unless they already heard of its failure, then
+    raised.
     """
     report: RunReport | None = None
     failure_announced = False
@@ -3388,7 +3392,7 @@ def run_backups(
         check_log_folder(config.log_file)
         ensure_backup_dir(config.backup_dir, app_folder=config.app_folder())
         with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout, on_lock_wait):
-            started = now or _now_local()
+            started = clock()
             report = RunReport(started_at=started, trigger=trigger, results=[])
             stale = remove_stale_temp_files(config.backup_dir)
             stale += remove_stale_log_temp_files(config.log_file)
@@ -3425,7 +3429,7 @@ def run_backups(
                 )
             if config.copy_to or config.s3 or config.upload_command:
                 _copy_off_site(config, report, log, local, started)
-            report.finished_at = now or _now_local()
+            report.finished_at = clock()
             if should_alert(config, report.failed):
                 report.alerts = send_alerts(config, report.to_json())
                 failure_announced = report.failed
@@ -3434,12 +3438,12 @@ def run_backups(
                         report.warnings.append(
                             f"alert to {alert['target']} failed: {alert['error']}"
                         )
-            warning = log.append(report.to_json(), max_runs=config.log_max_runs)
+            warning = log.append(report.to_json(), max_runs=config.log_max_runs, now=clock())
             if warning:
                 report.warnings.append(warning)
     except Exception as exc:
         if not failure_announced:
-            _announce_failed_run(config, report, trigger, now or _now_local(), exc)
+            _announce_failed_run(config, report, trigger, clock(), exc)
         raise
     return report
 
@@ -3780,7 +3784,7 @@ def _write_safety_copy(
 
 
 def restore_backup(
-    config: Config, plan: RestorePlan, *, now: dt.datetime | None = None
+    config: Config, plan: RestorePlan, *, clock: Callable[[], dt.datetime] = _now_local
 ) -> dict[str, Any]:
     """Put a verified backup back into its database through SQLite; log it; return the record.
 
@@ -3788,7 +3792,7 @@ def restore_backup(
     until the restored content is in place, so no process reads a half-restored
     file, and a hot WAL can never be replayed over the restored data.
     """
-    started = now or _now_local()
+    started = clock()
     record: dict[str, Any] = {
         "kind": "restore",
         "started_at": _iso(started),
@@ -3824,8 +3828,8 @@ def restore_backup(
             record["error"] = exc.message
             raise
         finally:
-            record["finished_at"] = _iso(now or _now_local())
-            log.append(record, max_runs=config.log_max_runs)
+            record["finished_at"] = _iso(clock())
+            log.append(record, max_runs=config.log_max_runs, now=clock())
     return record
 
 
@@ -4586,33 +4590,70 @@ def needs_catch_up(config: Config, *, now: dt.datetime) -> bool:
     return False
 
 
-def build_scheduler(config: Config, job: Callable[[str], None]) -> Any:
-    """A ``schedule.Scheduler`` of our own with one daily job per ``run_at`` time.
+def load_timezone(name: str) -> Any:
+    """The pytz zone named ``name``; a usage error (exit 2) when pytz or the zone is missing.
 
-    Each job calls ``job(at)`` with its own time of day.
+    pytz carries its own zone data, so a zone works the same on Windows, which has no
+    IANA database for the standard library's zoneinfo.
     """
     try:
-        import schedule
+        import pytz
     except ImportError:
         raise _usage_error(
-            "--schedule needs the 'schedule' package, which is not installed",
-            install_hint(*SCHEDULE_REQUIREMENTS),
+            "--timezone needs the 'pytz' package, which is not installed",
+            install_hint(*TIMEZONE_REQUIREMENTS),
         ) from None
-    scheduler = schedule.Scheduler()
-    for at in config.run_at:
-        try:
-            scheduler.every().day.at(at, config.timezone).do(job, at)
-        except ImportError:
-            raise _usage_error(
-                "--timezone needs the 'pytz' package, which is not installed",
-                install_hint(*SCHEDULE_REQUIREMENTS),
-            ) from None
-        except Exception as exc:  # pytz's UnknownTimeZoneError and schedule's errors
-            raise _usage_error(
-                f"cannot schedule {at} in time zone {config.timezone!r} ({exc!r})",
-                "use a zone name like Asia/Shanghai",
-            ) from exc
-    return scheduler
+    try:
+        return pytz.timezone(name)
+    except pytz.UnknownTimeZoneError as exc:
+        raise _usage_error(
+            f"unknown time zone {name!r} ({exc!r})", "use a zone name like Asia/Shanghai"
+        ) from exc
+
+
+def next_occurrence(at: str, zone: Any | None, after: dt.datetime) -> dt.datetime:
+    """The first moment after ``after`` (naive local) when the clock shows ``at``: the
+    computer's clock, or ``zone``'s (a pytz zone); as naive local time.
+
+    On the computer's clock a time that a daylight-saving change skips is due as soon as the
+    clock passes it, and a repeated hour runs once. In ``zone`` a skipped time runs at the
+    same minutes an hour later, and the repeated hour runs once.
+    """
+    hour, minute, second = (int(part) for part in (at.split(":") + ["0"])[:3])
+    at_time = dt.time(hour, minute, second)
+    if zone is None:
+        candidate = dt.datetime.combine(after.date(), at_time)
+        return candidate if candidate > after else candidate + dt.timedelta(days=1)
+    # Compared on the zone's wall clock, so the hour repeated when DST ends runs once.
+    wall_now = after.astimezone().astimezone(zone).replace(tzinfo=None)
+    day = wall_now.date() + dt.timedelta(days=1 if wall_now.time() >= at_time else 0)
+    there = zone.normalize(zone.localize(dt.datetime.combine(day, at_time)))
+    return there.astimezone().replace(tzinfo=None)
+
+
+class Timetable:
+    """The daily run times of --schedule, each with its next run (naive local time).
+
+    Kept by hand rather than by a scheduling package: the clock is passed in, so the
+    timetable is tested on a fake clock, and every run time, in a zone or not, follows
+    ``next_occurrence``.
+    """
+
+    def __init__(self, run_at: Sequence[str], zone: Any | None, now: dt.datetime) -> None:
+        self.zone = zone
+        self.next_runs = {at: next_occurrence(at, zone, now) for at in run_at}
+
+    @property
+    def next_run(self) -> dt.datetime:
+        return min(self.next_runs.values())
+
+    def take_due(self, now: dt.datetime) -> bool:
+        """True when a run time has come; every time that has come moves on to its next day,
+        so the times a suspended computer slept through come to one run."""
+        due = [at for at, when in self.next_runs.items() if when <= now]
+        for at in due:
+            self.next_runs[at] = next_occurrence(at, self.zone, now)
+        return bool(due)
 
 
 class StopFlag:
@@ -4655,92 +4696,54 @@ class _StopSleeping(Exception):
     pass
 
 
-def next_occurrence(at: str, timezone: str, after: dt.datetime) -> dt.datetime:
-    """The first moment after ``after`` (naive local) when the clock in ``timezone`` shows
-    ``at``, as naive local time (how schedule keeps ``next_run``).
-
-    A time that a daylight-saving change skips runs at the same minutes an hour later,
-    as schedule does; unlike schedule 1.2, the day after such a gap runs once.
-    """
-    import pytz
-
-    zone = pytz.timezone(timezone)
-    hour, minute, second = (int(part) for part in (at.split(":") + ["0"])[:3])
-    at_time = dt.time(hour, minute, second)
-    # Compared on the zone's wall clock, so the hour repeated when DST ends runs once.
-    wall_now = after.astimezone().astimezone(zone).replace(tzinfo=None)
-    day = wall_now.date() + dt.timedelta(days=1 if wall_now.time() >= at_time else 0)
-    candidate = zone.normalize(zone.localize(dt.datetime.combine(day, at_time)))
-    return candidate.astimezone().replace(tzinfo=None)
-
-
 def run_scheduler(
     config: Config,
     job: Callable[[str], None],
     *,
     stop: StopFlag,
     say: Callable[[str], None],
+    clock: Callable[[], dt.datetime] = _now_local,
     sleep: Callable[[float], None] | None = None,
 ) -> None:
     """Back up at each ``run_at`` time until ``stop`` is requested.
 
-    ``job(trigger)`` must not raise: schedule ends ``run_pending`` on an exception and
-    would leave ``next_run`` unchanged, firing again on every loop. ``schedule`` never
-    runs missed jobs, so a start long after the last backup catches up at once. After
-    a sleep or suspend, all the missed times collapse into a single run. With a
-    ``timezone``, the next run is worked out here, as schedule 1.2 fires twice on the
-    day after a daylight-saving gap.
+    ``clock()`` is the aware current time; ``job(trigger)`` runs a backup and must not
+    raise. A start long after the last backup catches up at once. The scheduler wakes at
+    least once a minute and compares the clock with the timetable, so a suspend, a clock
+    change or a daylight-saving change is seen within a minute; all the run times missed
+    while the computer slept come to a single run.
     """
     sleep = sleep or stop.sleep
+    zone = load_timezone(config.timezone) if config.timezone else None
+
+    def local_now() -> dt.datetime:
+        return clock().astimezone().replace(tzinfo=None)
+
     times = ", ".join(config.run_at)
-    zone = f" {config.timezone}" if config.timezone else ""
-    say(f"Scheduler started: backups daily at {times}{zone}. Stop with Ctrl+C.")
-    if needs_catch_up(config, now=_now_local()):
+    where = f" {config.timezone}" if config.timezone else ""
+    say(f"Scheduler started: backups daily at {times}{where}. Stop with Ctrl+C.")
+    if needs_catch_up(config, now=clock()):
         say("No backup from the last 24 hours: backing up now.")
         job("schedule")
-    this_pass = {"ran": False}
-
-    def scheduled(at: str) -> None:
-        if this_pass["ran"]:
-            return  # schedule still moves this time on to its next day
-        this_pass["ran"] = True
-        job("schedule")
-
-    # Built after the catch-up, so a time that passed during it is not run again at once.
-    scheduler = build_scheduler(config, scheduled)
-    if config.timezone:
-        for scheduled_job, at in zip(scheduler.jobs, config.run_at):
-            scheduled_job.next_run = next_occurrence(at, config.timezone, dt.datetime.now())
+    # Made after the catch-up, so a time that passed during it is not run again at once.
+    timetable = Timetable(config.run_at, zone, local_now())
 
     def say_next() -> None:
-        wait = max(0.0, scheduler.idle_seconds or 0.0)
-        when = f"{scheduler.next_run:%Y-%m-%d %H:%M:%S}"
-        if config.timezone:
-            import pytz
-
-            there = scheduler.next_run.astimezone().astimezone(pytz.timezone(config.timezone))
+        wait = max(0.0, (timetable.next_run - local_now()).total_seconds())
+        when = f"{timetable.next_run:%Y-%m-%d %H:%M:%S}"
+        if zone is not None:
+            there = timetable.next_run.astimezone().astimezone(zone)
             when += f" here, {there:%H:%M} {config.timezone}"
         say(f"Next backup: {when} (in {_format_age(wait + 59)})")
 
     say_next()
     while not stop.requested:
-        idle = scheduler.idle_seconds
-        idle = SCHEDULER_MAX_SLEEP_S if idle is None else idle
+        idle = (timetable.next_run - local_now()).total_seconds()
         sleep(min(max(idle, 0.0), SCHEDULER_MAX_SLEEP_S))
         if stop.requested:
             break
-        before = [j.next_run for j in scheduler.jobs]
-        this_pass["ran"] = False
-        scheduler.run_pending()
-        after = [j.next_run for j in scheduler.jobs]
-        if after != before:
-            if config.timezone:
-                now = dt.datetime.now()
-                for scheduled_job, at, old, new in zip(
-                    scheduler.jobs, config.run_at, before, after
-                ):
-                    if new != old:
-                        scheduled_job.next_run = next_occurrence(at, config.timezone, now)
+        if timetable.take_due(local_now()):
+            job("schedule")
             say_next()
 
 
@@ -5124,7 +5127,7 @@ def _cmd_schedule(config: Config, args: argparse.Namespace, io: Output) -> int:
             signal.signal(getattr(signal, name), stop.request)
 
     def job(trigger: str) -> None:
-        # Never raise into schedule: a failed run is logged and the timetable goes on.
+        # Never raise into the scheduler: a failed run is logged and the timetable goes on.
         job_args = argparse.Namespace(**{**vars(args), "trigger": trigger, "json": False})
         stop.busy = True
         try:
@@ -5140,7 +5143,8 @@ def _cmd_schedule(config: Config, args: argparse.Namespace, io: Output) -> int:
         finally:
             stop.busy = False
 
-    build_scheduler(config, lambda at: None)  # fail fast on a missing package or bad zone
+    if config.timezone:
+        load_timezone(config.timezone)  # fail fast on a missing package or bad zone
     check_run_requirements(config)
     run_scheduler(config, job, stop=stop, say=io.say)
     io.say("Scheduler stopped.")

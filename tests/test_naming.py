@@ -182,8 +182,8 @@ def test_default_databases_of_the_same_file_name_get_distinct_backup_names(app: 
 def test_two_runs_in_the_same_second_make_two_distinct_backups(app: App) -> None:
     config = make_config(app.root)
     now = dt.datetime.now().astimezone().replace(microsecond=0)
-    first = dbs.run_backups(config, now=now)
-    second = dbs.run_backups(config, now=now)
+    first = dbs.run_backups(config, clock=lambda: now)
+    second = dbs.run_backups(config, clock=lambda: now)
     paths = {first.results[0].backup, second.results[0].backup}
     assert len(paths) == 2
     stamp = f"{now:%Y%m%d_%H%M%S}"
@@ -198,7 +198,7 @@ def test_backup_never_overwrites_a_file_that_has_its_name(app: App) -> None:
     app.backup_dir.mkdir(parents=True)
     occupant = app.backup_dir / f"pet_painting.db.{now:%Y%m%d_%H%M%S}.bak"
     occupant.write_bytes(b"not ours, keep me")
-    report = dbs.run_backups(make_config(app.root), now=now)
+    report = dbs.run_backups(make_config(app.root), clock=lambda: now)
     assert report.results[0].status == "ok"
     assert Path(report.results[0].backup).name == f"pet_painting.db.{now:%Y%m%d_%H%M%S}-1.bak"
     assert occupant.read_bytes() == b"not ours, keep me"
@@ -210,7 +210,7 @@ def test_backup_never_writes_through_a_link_that_has_its_name(app: App, tmp_path
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"precious")
     (app.backup_dir / f"pet_painting.db.{now:%Y%m%d_%H%M%S}.bak").symlink_to(victim)
-    report = dbs.run_backups(make_config(app.root), now=now)
+    report = dbs.run_backups(make_config(app.root), clock=lambda: now)
     assert report.results[0].status == "ok"
     assert victim.read_bytes() == b"precious"
     assert Path(report.results[0].backup).name.endswith("-1.bak")

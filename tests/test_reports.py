@@ -27,12 +27,12 @@ def local(minutes_ago: float) -> dt.datetime:
 def three_runs(app: App) -> list[dbs.RunReport]:
     """Three runs 30, 20 and 10 minutes ago: ok, failed (database moved away), ok."""
     config = make_config(app.root)
-    first = dbs.run_backups(config, now=local(30))
+    first = dbs.run_backups(config, clock=lambda: local(30))
     moved = app.root / "elsewhere.db"
     shutil.move(str(app.main_db), moved)
-    second = dbs.run_backups(config, now=local(20))
+    second = dbs.run_backups(config, clock=lambda: local(20))
     shutil.move(str(moved), app.main_db)
-    third = dbs.run_backups(config, now=local(10))
+    third = dbs.run_backups(config, clock=lambda: local(10))
     return [first, second, third]
 
 

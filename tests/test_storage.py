@@ -186,8 +186,8 @@ def test_linked_backups_both_pass_verify(app: App) -> None:
 def test_pruning_the_older_name_of_a_linked_backup_leaves_the_newer_one_whole(app: App) -> None:
     config = make_config(app.root, "--keep-days", "30", "--keep-last", "1")
     now = dt.datetime.now().astimezone().replace(microsecond=0)
-    dbs.run_backups(config, now=now - dt.timedelta(days=40))
-    report = dbs.run_backups(config, now=now)
+    dbs.run_backups(config, clock=lambda: now - dt.timedelta(days=40))
+    report = dbs.run_backups(config, clock=lambda: now)
 
     (result,) = [r for r in report.results if r.status == "ok"]
     assert result.linked_to is not None
