@@ -2054,6 +2054,7 @@ class SealedCopy:
     path: Path
     size: int
     sha256: str
+    method: str  # "direct" (from the database's files) or "backup API" (SQLite's)
 
 
 def _seal(temp: Path, what: str, hashing: _TrailingHash | None = None) -> tuple[int, str]:
@@ -2148,7 +2149,8 @@ def sealed_copy(
             except (_BusyTimeout, _CopyWriteError, sqlite3.Error, OSError) as exc:
                 raise _wrap_copy_error(exc, source, folder, busy_timeout) from exc
             size, digest = _seal(temp, str(source), hashing)
-            yield SealedCopy(temp, size, digest)
+            method = "backup API" if hashing is None else "direct"
+            yield SealedCopy(temp, size, digest, method)
         finally:
             if hashing is not None:
                 hashing.cancel()

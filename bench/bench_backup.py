@@ -541,12 +541,14 @@ def render_targets(rows: Sequence[TimingRow]) -> list[str]:
 # Part: unchanged
 # ======================================================================================
 
-UNCHANGED_TOOLS = ("sqlite3 .backup", "fresh --run", "unchanged --run")
+UNCHANGED_TOOLS = ("sqlite3 .backup", "fresh --run", "unchanged --run", "fresh, pruning --run")
+# The expired backup the "fresh, pruning" row finds: older than the default --keep-days 30.
+EXPIRED_AGE_DAYS = 40
 
 
 @dataclasses.dataclass
 class UnchangedRow:
-    """One size and mode: the three tools' samples, round by round, and the folder's disk."""
+    """One size and mode: the four tools' samples, round by round, and the folder's disk."""
 
     size: int
     mode: str
@@ -556,6 +558,7 @@ class UnchangedRow:
     disk_after: int  # their bytes on disk, each inode counted once
     du_after: Optional[int]
     db_bytes: int
+    pruned_one: int = 0  # pruning runs that made a fresh copy and pruned just the expired one
 
     def times(self, tool: str) -> list[float]:
         return [s.seconds for s in self.samples[tool]]
