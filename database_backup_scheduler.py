@@ -93,6 +93,8 @@ COMPRESSION_SUFFIXES = {"gzip": ".gz", "zstd": ".zst"}
 GZIP_LEVEL = 6
 ZSTD_LEVEL = 3
 SAFETY_SUFFIX = ".pre-restore"
+# --encrypt-to: what a destination receives is the backup's name plus this (age's own).
+ENCRYPTED_SUFFIX = ".age"
 TEMP_PREFIX = ".dbbackup-"
 LOCK_FILE_NAME = ".database_backup.lock"
 BATCH_FILE_NAME = "run_database_backup.bat"
@@ -567,6 +569,15 @@ SETTINGS: tuple[Setting, ...] = (
         group="far",
     ),
     Setting(
+        "encrypt_to",
+        "texts",
+        (),
+        "send age-encrypted copies to RECIPIENT (age1..., ssh-... or a recipients file), "
+        "repeatable",
+        "RECIPIENT",
+        group="far",
+    ),
+    Setting(
         "upload_command",
         "texts",
         (),
@@ -653,6 +664,7 @@ class Config:
     s3_profile: str | None = DEFAULTS["s3_profile"]
     s3_region: str | None = DEFAULTS["s3_region"]
     s3_addressing: str | None = DEFAULTS["s3_addressing"]
+    encrypt_to: tuple[str, ...] = DEFAULTS["encrypt_to"]
     upload_command: tuple[str, ...] = DEFAULTS["upload_command"]
     upload_timeout: float = DEFAULTS["upload_timeout"]
     notify_url: tuple[str, ...] = DEFAULTS["notify_url"]
@@ -706,6 +718,7 @@ class Config:
 # A database name becomes part of a file name on Windows and POSIX alike.
 _DATABASE_NAME = re.compile(r'[^\\/:*?"<>|=\x00-\x1f.][^\\/:*?"<>|=\x00-\x1f]*(?<![ .])')
 _S3_URL = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?")
+_RECIPIENT_KEY = re.compile(r"(age1|AGE-SECRET-KEY-|ssh-|ecdsa-|sk-)", re.IGNORECASE)
 _RUN_AT = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
 
 
@@ -770,6 +783,12 @@ def _check_run_at(source: str, values: Any) -> tuple[str, ...]:
 def _check_list(source: str, key: str, items: Sequence[str], base: Path) -> tuple[Any, ...]:
     if key == "copy_to":
         return tuple(_resolve(item, base, source) for item in items)
+    if key == "encrypt_to":
+        # A key stays as it is; anything else names a recipients file.
+        return tuple(
+            item if _RECIPIENT_KEY.match(item) else str(_resolve(item, base, source))
+            for item in items
+        )
     if key == "s3":
         for url in items:
             if not _S3_URL.fullmatch(url):
@@ -994,6 +1013,7 @@ _BACKUP_NAME = re.compile(
     + re.escape(BACKUP_SUFFIX)
     + r"(?P<packed>\.gz|\.zst)?$"
 )
+_DECRYPTED_FOLDER = re.compile(re.escape(TEMP_PREFIX) + r"decrypted\.[0-9a-f]{16}\.tmp")
 _COMPRESSION_OF_SUFFIX = {suffix: kind for kind, suffix in COMPRESSION_SUFFIXES.items()}
 _TEMP_NAME = re.compile(
     r"^" + re.escape(TEMP_PREFIX) + r".*\.[0-9a-f]{16}\.tmp(-journal|-wal|-shm)?$"
@@ -1046,6 +1066,14 @@ def parse_backup_name(filename: str) -> BackupName | None:
     return BackupName(match["name"], taken_at, int(match["seq"] or 0), compression)
 
 
+def parse_copy_name(filename: str) -> tuple[BackupName | None, bool]:
+    """A destination's file name: (its backup's parts, True when it is encrypted) or
+    (None, False) when the name is not one of ours."""
+    if filename.endswith(ENCRYPTED_SUFFIX):
+        return parse_backup_name(filename[: -len(ENCRYPTED_SUFFIX)]), True
+    return parse_backup_name(filename), False
+
+
 def is_backup_name(filename: str, name: str | None = None) -> bool:
     """True when ``filename`` is a backup's name (of database ``name``, when given)."""
     parsed = parse_backup_name(filename)
@@ -1094,6 +1122,7 @@ class BackupFile:
     size: int
     file_id: tuple[int, int]
     compression: str | None = None
+    encrypted: bool = False  # a destination's <backup name>.age
 
     @property
     def sort_key(self) -> tuple[dt.datetime, int]:
@@ -1101,7 +1130,11 @@ class BackupFile:
 
 
 def _backup_file(
-    path: Path, parsed: BackupName | None = None, entry: os.DirEntry[str] | None = None
+    path: Path,
+    parsed: BackupName | None = None,
+    entry: os.DirEntry[str] | None = None,
+    *,
+    encrypted: bool = False,
 ) -> BackupFile | None:
     """The BackupFile for one path, or None when it is not a regular file with a backup name."""
     parsed = parsed or parse_backup_name(path.name)
@@ -1125,14 +1158,18 @@ def _backup_file(
         info.st_size,
         (info.st_dev, info.st_ino),
         parsed.compression,
+        encrypted,
     )
 
 
-def list_backups(backup_dir: Path, names: Sequence[str]) -> dict[str, list[BackupFile]]:
+def list_backups(
+    backup_dir: Path, names: Sequence[str], *, copies: bool = False
+) -> dict[str, list[BackupFile]]:
     """The backups of each named database, newest first; only regular files with our names.
 
     Links, folders and files of other names are never listed, so nothing this tool
-    does to a listed file can touch anything it did not make.
+    does to a listed file can touch anything it did not make. ``copies``: a destination's
+    folder, where encrypted copies (``<backup name>.age``) are listed too.
     """
     found: dict[str, list[BackupFile]] = {name: [] for name in names}
     try:
@@ -1142,9 +1179,10 @@ def list_backups(backup_dir: Path, names: Sequence[str]) -> dict[str, list[Backu
     except OSError as exc:
         raise describe_os_error(exc, backup_dir, "listing") from exc
     for entry in entries:
-        parsed = parse_backup_name(entry.name)
+        parsed, encrypted = parse_copy_name(entry.name) if copies else (None, False)
+        parsed = parsed or parse_backup_name(entry.name)
         if parsed is not None and parsed.name in found:
-            backup = _backup_file(Path(entry.path), parsed, entry)
+            backup = _backup_file(Path(entry.path), parsed, entry, encrypted=encrypted)
             if backup is not None:
                 found[parsed.name].append(backup)
     for backups in found.values():
@@ -1196,6 +1234,21 @@ def ensure_backup_dir(backup_dir: Path, *, app_folder: Path | None = None) -> No
         raise _usage_error(error.message, error.hint or "choose another --backup-dir") from exc
 
 
+def _is_decrypted_folder(entry: os.DirEntry[str]) -> bool:
+    """True for a folder ``decrypted_backup`` made: its own name, holding nothing but
+    regular files with backups' (or temporary files') names, never another folder."""
+    if not _DECRYPTED_FOLDER.fullmatch(entry.name) or not entry.is_dir(follow_symlinks=False):
+        return False
+    try:
+        inside = list(os.scandir(entry.path))
+    except OSError:
+        return False
+    return all(
+        i.is_file(follow_symlinks=False) and (is_backup_name(i.name) or is_temp_name(i.name))
+        for i in inside
+    )
+
+
 def remove_stale_temp_files(backup_dir: Path) -> list[Path]:
     """Delete temporary files that an interrupted run left; call only under the run lock."""
     removed = []
@@ -1204,12 +1257,18 @@ def remove_stale_temp_files(backup_dir: Path) -> list[Path]:
     except OSError:
         return removed
     for entry in entries:
-        if is_temp_name(entry.name) and entry.is_file(follow_symlinks=False):
-            try:
+        if not is_temp_name(entry.name):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
-                removed.append(Path(entry.path))
-            except OSError:
-                pass
+            elif _is_decrypted_folder(entry):
+                shutil.rmtree(entry.path)
+            else:
+                continue
+            removed.append(Path(entry.path))
+        except OSError:
+            pass
     return removed
 
 
@@ -2610,15 +2669,19 @@ class RunLog:
             for result in run.get("destinations", [])
         }
 
-    def sent_by(self, label: str) -> set[str]:
-        """The backup names a destination (an upload command) accepted in earlier runs."""
-        return {
-            str(name)
-            for run in self.runs
-            for result in run.get("destinations", [])
-            if result.get("destination") == label
-            for name in result.get("uploaded") or []
-        }
+    def sent_by(self, label: str) -> dict[str, str]:
+        """The names a destination accepted in earlier runs, each with the SHA-256 of what
+        was sent ("" where an older run did not record it)."""
+        sent: dict[str, str] = {}
+        for run in self.runs:
+            for result in run.get("destinations", []):
+                if result.get("destination") != label:
+                    continue
+                sums = result.get("sent") if isinstance(result.get("sent"), dict) else {}
+                for name in result.get("uploaded") or []:
+                    digest = sums.get(name)
+                    sent[str(name)] = digest if isinstance(digest, str) else ""
+        return sent
 
     def damaged_in_last_run(self) -> list[str]:
         """The local backups the newest backup run found damaged (see LocalBackupCheck)."""
@@ -2678,6 +2741,220 @@ class RunLog:
 # ======================================================================================
 
 
+# --- Encryption (age) ---
+
+_SECRET_KEY = "that is a secret key; give its public key"
+_RECIPIENT_HINT = (
+    "give an age public key (age1..., printed by --keygen or age-keygen), an SSH public key "
+    "line (ssh-ed25519 ...), or the path of a file of them, one per line"
+)
+
+
+def _pyrage() -> Any:
+    try:
+        import pyrage
+    except ImportError:
+        raise _usage_error(
+            "--encrypt-to, --keygen, --decrypt and --identity need the 'pyrage' package, "
+            "which is not installed",
+            install_hint("pyrage"),
+        ) from None
+    return pyrage
+
+
+def load_recipients(values: Sequence[str]) -> list[Any]:
+    """The age recipients of --encrypt-to: keys, or files of them; a bad one is a usage
+    error (exit 2) that names it, and a secret key is refused as one."""
+    pyrage = _pyrage()
+    recipients = []
+    for value in values:
+        if _RECIPIENT_KEY.match(value):
+            recipients.append(_parse_recipient(pyrage, value, "--encrypt-to"))
+            continue
+        path = Path(value)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise _usage_error(
+                f"--encrypt-to {value}: there is no such recipients file", _RECIPIENT_HINT
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _usage_error(f"cannot read the recipients file {path}: {exc}") from exc
+        if "PRIVATE KEY" in text or "AGE-SECRET-KEY-" in text.upper():
+            raise _usage_error(
+                f"--encrypt-to {path}: {_SECRET_KEY}",
+                "keep the secret key off this server; give the public key (age-keygen -y "
+                "KEYFILE prints it; for SSH, the .pub file)",
+            )
+        lines = [line.strip() for line in text.splitlines()]
+        keys = [line for line in lines if line and not line.startswith("#")]
+        if not keys:
+            raise _usage_error(f"the recipients file {path} holds no recipient", _RECIPIENT_HINT)
+        recipients += [_parse_recipient(pyrage, key, str(path)) for key in keys]
+    return recipients
+
+
+def _parse_recipient(pyrage: Any, text: str, where: str) -> Any:
+    if text.upper().startswith("AGE-SECRET-KEY-"):
+        raise _usage_error(
+            f"{where}: {_SECRET_KEY}",
+            "keep the secret key off this server; age-keygen -y KEYFILE prints its public key",
+        )
+    try:
+        if text.startswith("age1"):
+            return pyrage.x25519.Recipient.from_str(text)
+        return pyrage.ssh.Recipient.from_str(text)
+    except Exception as exc:  # pyrage.RecipientError
+        shown = text if len(text) <= 24 else text[:20] + "..."
+        raise _usage_error(
+            f"{where}: {shown!r} is not an age or SSH public key ({exc})", _RECIPIENT_HINT
+        ) from exc
+
+
+def load_identities(path: Path) -> list[Any]:
+    """The identities (secret keys) in ``path``: an age identity file, or an SSH private key."""
+    pyrage = _pyrage()
+    hint = "give the file --keygen (or age-keygen) wrote, or an SSH private key"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _usage_error(
+            f"cannot read the identity file {path}: {exc.strerror or exc}", hint
+        ) from exc
+    text = data.decode("utf-8", "replace")
+    if "PRIVATE KEY-----" in text:
+        try:
+            return [pyrage.ssh.Identity.from_buffer(data)]
+        except Exception as exc:  # pyrage.IdentityError
+            raise _usage_error(
+                f"cannot use the SSH key {path} ({exc})",
+                "a key protected by a passphrase: decrypt with the age command instead "
+                "(age -d -i KEY FILE.age > FILE)",
+            ) from exc
+    keys = [line.strip() for line in text.splitlines()]
+    keys = [key for key in keys if key.upper().startswith("AGE-SECRET-KEY-")]
+    if not keys:
+        raise _usage_error(f"{path} holds no age identity (AGE-SECRET-KEY-1...)", hint)
+    try:
+        return [pyrage.x25519.Identity.from_str(key) for key in keys]
+    except Exception as exc:  # pyrage.IdentityError
+        raise _usage_error(f"{path}: an identity there cannot be read ({exc})", hint) from exc
+
+
+def write_identity(path: Path, *, now: dt.datetime) -> str:
+    """Write a new age identity to ``path`` (owner-only, never over a file); its public key."""
+    pyrage = _pyrage()
+    identity = pyrage.x25519.Identity.generate()
+    public = str(identity.to_public())
+    text = f"# created: {_iso(now)}\n# public key: {public}\n{identity}\n"
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0), 0o600)
+    except FileExistsError:
+        raise _usage_error(
+            f"{path} exists already; it is never overwritten (it may be the only key)",
+            "choose another file name",
+        ) from None
+    except OSError as exc:
+        raise describe_os_error(exc, path, "creating") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="ascii", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise describe_os_error(exc, path, "writing") from exc
+    return public
+
+
+@contextlib.contextmanager
+def decrypted_backup(path: Path, identity_file: Path, folder: Path) -> Iterator[Path]:
+    """Decrypt ``<backup name>.age`` into a private temporary folder in ``folder`` (removed
+    afterwards; a killed run's by the next run), under the backup's own name."""
+    inner = path.name[: -len(ENCRYPTED_SUFFIX)] if path.name.endswith(ENCRYPTED_SUFFIX) else ""
+    if not parse_restorable_name(inner):
+        raise _usage_error(
+            f"{path.name} is not the name of an encrypted backup (<backup name>.age)",
+            "give a file that --encrypt-to sent, as it was named",
+        )
+    identities = load_identities(identity_file)
+    if not path.is_file():
+        raise BackupError(f"{path} does not exist or is not a file", hint="check the path")
+    temp_folder = folder / format_temp_name("decrypted")
+    try:
+        os.mkdir(temp_folder, 0o700)
+    except OSError as exc:
+        raise describe_os_error(exc, folder, "creating a temporary folder in") from exc
+    try:
+        plain = temp_folder / inner
+        try:
+            _pyrage().decrypt_file(str(path), str(plain), identities)
+        except OSError as exc:
+            raise describe_os_error(exc, path, "decrypting") from exc
+        except Exception as exc:  # pyrage.DecryptError
+            raise BackupError(
+                f"cannot decrypt {path} with {identity_file}: {exc}",
+                hint="give the identity whose public key --encrypt-to named; a damaged "
+                "file cannot be decrypted either (take another copy)",
+            ) from exc
+        yield plain
+    finally:
+        shutil.rmtree(temp_folder, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outgoing:
+    """A file on its way to a destination: a local backup, or its encrypted copy."""
+
+    path: Path  # what is read
+    name: str  # what it is called there
+    database: str
+    size: int
+    sha256: str
+
+
+class Encryption:
+    """Encrypts each local backup at most once per run: every destination receives the same
+    ciphertext, checked against one SHA-256.
+
+    The ciphertexts are temporary files in the backup folder (a killed run's are removed by
+    the next run), deleted by ``close``. Only a backup that passed the local check (its
+    recorded SHA-256, or quick_check) is encrypted; nothing plain is ever sent.
+    """
+
+    def __init__(self, recipients: list[Any], folder: Path) -> None:
+        self.recipients, self.folder = recipients, folder
+        self._made: dict[str, Outgoing] = {}
+
+    def outgoing(self, backup: BackupFile) -> Outgoing:
+        key = str(backup.path)
+        if key not in self._made:
+            name = backup.path.name + ENCRYPTED_SUFFIX
+            temp = self.folder / format_temp_name(name)
+            self._made[key] = Outgoing(temp, name, backup.name, 0, "")
+            try:
+                _pyrage().encrypt_file(str(backup.path), str(temp), self.recipients)
+                size, digest = temp.stat().st_size, sha256_file(temp)
+            except OSError as exc:
+                raise describe_os_error(exc, backup.path, "encrypting") from exc
+            except Exception as exc:  # pyrage.EncryptError
+                raise BackupError(f"cannot encrypt {backup.path}: {exc}") from exc
+            self._made[key] = Outgoing(temp, name, backup.name, size, digest)
+        made = self._made[key]
+        if not made.sha256:
+            raise BackupError(f"cannot encrypt {backup.path}: it failed earlier in this run")
+        return made
+
+    def close(self) -> None:
+        for made in self._made.values():
+            try:
+                os.unlink(made.path)
+            except OSError:
+                pass  # the next run removes it as a stale temporary file
+
+
+# --- Destinations ---
+
+
 @dataclasses.dataclass
 class DestinationResult:
     """What one destination got in one run."""
@@ -2687,6 +2964,8 @@ class DestinationResult:
     uploaded: list[str] = dataclasses.field(default_factory=list)
     pruned: list[str] = dataclasses.field(default_factory=list)
     withheld: list[str] = dataclasses.field(default_factory=list)  # damaged local backups
+    sent: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> SHA-256 sent
+    damaged_copies: list[str] = dataclasses.field(default_factory=list)  # found, sent again
     error: str | None = None
     hint: str | None = None
 
@@ -2704,8 +2983,12 @@ class Destination:
         """The destination's backups of each named database, newest first."""
         raise NotImplementedError
 
-    def upload(self, backup: BackupFile, sha256: str) -> None:
-        """Store ``backup`` under its own name, checked for size and checksum; or raise."""
+    def upload(self, item: Outgoing) -> None:
+        """Store ``item`` under its name, checked for size and checksum; or raise."""
+        raise NotImplementedError
+
+    def holds(self, copy: BackupFile, sha256: str) -> bool:
+        """True when the destination's ``copy`` still is what was sent (``sha256``)."""
         raise NotImplementedError
 
     def delete(self, backup: BackupFile) -> None:
@@ -2726,24 +3009,30 @@ class FolderDestination(Destination):
                 f"destination folder {self.folder} does not exist",
                 hint="mount the disk or share, or create the folder",
             )
-        return list_backups(self.folder, names)
+        return list_backups(self.folder, names, copies=True)
 
-    def upload(self, backup: BackupFile, sha256: str) -> None:
-        with temporary_file(self.folder, backup.name) as temp:
+    def upload(self, item: Outgoing) -> None:
+        with temporary_file(self.folder, item.database) as temp:
             try:
-                with open(backup.path, "rb") as src, open(temp, "wb") as dst:
+                with open(item.path, "rb") as src, open(temp, "wb") as dst:
                     shutil.copyfileobj(src, dst, HASH_CHUNK_BYTES)
                     dst.flush()
                     os.fsync(dst.fileno())
                 copied_size, copied_sha = temp.stat().st_size, sha256_file(temp)
             except OSError as exc:
                 raise describe_os_error(exc, self.folder, "copying a backup into") from exc
-            if copied_size != backup.size or copied_sha != sha256:
+            if copied_size != item.size or copied_sha != item.sha256:
                 raise BackupError(
-                    f"the copy of {backup.path.name} in {self.folder} does not match the backup",
+                    f"the copy of {item.name} in {self.folder} does not match the backup",
                     hint="check the destination disk; the next run copies it again",
                 )
-            publish_file(temp, self.folder, [backup.path.name])
+            publish_file(temp, self.folder, [item.name])
+
+    def holds(self, copy: BackupFile, sha256: str) -> bool:
+        try:
+            return sha256_file(copy.path) == sha256
+        except OSError as exc:
+            raise describe_os_error(exc, copy.path, "reading back") from exc
 
     def delete(self, backup: BackupFile) -> None:
         try:
@@ -2873,7 +3162,7 @@ class S3Destination(Destination):
             for page in pages.paginate(Bucket=self.bucket, Prefix=self.prefix):
                 for item in page.get("Contents", []):
                     filename = item["Key"][len(self.prefix) :]
-                    parsed = parse_backup_name(filename)
+                    parsed, encrypted = parse_copy_name(filename)
                     if "/" in filename or parsed is None or parsed.name not in found:
                         continue
                     found[parsed.name].append(
@@ -2885,6 +3174,7 @@ class S3Destination(Destination):
                             int(item["Size"]),
                             (0, hash(item["Key"])),
                             parsed.compression,
+                            encrypted,
                         )
                     )
         except BackupError:
@@ -2895,35 +3185,48 @@ class S3Destination(Destination):
             backups.sort(key=lambda b: b.sort_key, reverse=True)
         return found
 
-    def upload(self, backup: BackupFile, sha256: str) -> None:
+    def upload(self, item: Outgoing) -> None:
         from boto3.s3.transfer import TransferConfig
 
-        key = self.prefix + backup.path.name
+        key = self.prefix + item.name
         transfer = TransferConfig(
             multipart_threshold=S3_PART_BYTES, multipart_chunksize=S3_PART_BYTES, max_concurrency=2
         )
         try:
             client = self.client()
             client.upload_file(
-                str(backup.path),
+                str(item.path),
                 self.bucket,
                 key,
-                ExtraArgs={"Metadata": {"sha256": sha256}},
+                ExtraArgs={"Metadata": {"sha256": item.sha256}},
                 Config=transfer,
             )
             head = client.head_object(Bucket=self.bucket, Key=key)
         except BackupError:
             raise
         except Exception as exc:
-            raise _s3_error(exc, f"uploading {backup.path.name} to {self.label}") from exc
-        if int(head["ContentLength"]) != backup.size:
+            raise _s3_error(exc, f"uploading {item.name} to {self.label}") from exc
+        if int(head["ContentLength"]) != item.size:
             raise BackupError(
-                f"{self.label}{backup.path.name} is {head['ContentLength']} bytes after the "
-                f"upload, not {backup.size}"
+                f"{self.label}{item.name} is {head['ContentLength']} bytes after the "
+                f"upload, not {item.size}"
             )
-        if str(head.get("ETag", "")).strip('"') not in _md5_etags(backup.path, S3_PART_BYTES):
+        if str(head.get("ETag", "")).strip('"') not in _md5_etags(item.path, S3_PART_BYTES):
             # Encrypted or otherwise re-tagged objects: read it back and compare SHA-256.
-            self._check_by_download(key, sha256)
+            self._check_by_download(key, item.sha256)
+
+    def holds(self, copy: BackupFile, sha256: str) -> bool:
+        # An object is replaced whole, never changed in place: its size and the SHA-256
+        # stored with it at upload tell a replaced one.
+        key = self.prefix + copy.path.name
+        try:
+            head = self.client().head_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            raise _s3_error(exc, f"reading back {key} from {self.label}") from exc
+        return (
+            int(head["ContentLength"]) == copy.size
+            and head.get("Metadata", {}).get("sha256") == sha256
+        )
 
     def _check_by_download(self, key: str, sha256: str) -> None:
         digest = hashlib.sha256()
@@ -2963,14 +3266,14 @@ class CommandDestination(Destination):
         digest = hashlib.sha256(template.encode()).hexdigest()[:8]
         self.label = f"command {program} #{digest}"
 
-    def command(self, backup: BackupFile, sha256: str) -> list[str]:
-        """The command line for one backup, each placeholder filled inside its argument."""
+    def command(self, item: Outgoing) -> list[str]:
+        """The command line for one file, each placeholder filled inside its argument."""
         values = {
-            "path": str(backup.path.resolve()),
-            "name": backup.path.name,
-            "database": backup.name,
-            "sha256": sha256,
-            "size": str(backup.size),
+            "path": str(item.path.resolve()),
+            "name": item.name,
+            "database": item.database,
+            "sha256": item.sha256,
+            "size": str(item.size),
         }
         try:
             return [word.format(**values) for word in split_command(self.template)]
@@ -2980,10 +3283,10 @@ class CommandDestination(Destination):
                 "placeholders: " + ", ".join("{" + p + "}" for p in UPLOAD_PLACEHOLDERS),
             ) from exc
 
-    def upload(self, backup: BackupFile, sha256: str) -> None:
+    def upload(self, item: Outgoing) -> None:
         import subprocess
 
-        command = self.command(backup, sha256)
+        command = self.command(item)
         try:
             code, last_line = run_command(command, timeout=self.timeout)
         except FileNotFoundError:
@@ -2997,7 +3300,7 @@ class CommandDestination(Destination):
         if code != 0:
             said = f": {last_line}" if last_line else " (it printed nothing)"
             raise BackupError(
-                f"{self.label} exited {code} for {backup.path.name}{said}",
+                f"{self.label} exited {code} for {item.name}{said}",
                 hint="run the command by hand with that file to see why; "
                 "the next run sends it again",
             )
@@ -3067,44 +3370,62 @@ def sync_destination(
     *,
     checks: LocalBackupCheck,
     prunable: set[str],
-    sent_before: set[str],
+    sent_before: dict[str, str],
+    encryption: Encryption | None,
     now: dt.datetime,
 ) -> DestinationResult:
     """Copy what the destination is missing, then apply retention there.
 
     Missing means: the newest local backup of each database, and every local backup
     newer than the destination's newest, so a destination that was down catches up on
-    the next run without copying years of history. Retention there follows the local
+    the next run without copying years of history. The destination's newest copy of each
+    database is first read back against the SHA-256 it was sent with (``sent_before``, by
+    name): a damaged one is deleted and sent again. Retention there follows the local
     rules, only for the tool's own names, and only for databases backed up in this run.
-    A local backup that fails ``checks`` is never sent; newer sound ones still are.
+    A local backup that fails ``checks`` is never sent; newer sound ones still are. With
+    ``encryption``, each is sent as ``<backup name>.age`` and nothing plain leaves.
     """
     result = DestinationResult(destination=destination.label)
     names = list(local)
+    suffix = ENCRYPTED_SUFFIX if encryption is not None else ""
     try:
         remote = destination.list_backups(names) if destination.can_list else None
         for name, files in local.items():
             if not files:
                 continue
             if remote is not None:
-                have = {b.path.name for b in remote[name]}
-                newest = remote[name][0].sort_key if remote[name] else None
+                copies = remote[name]
+                newest_copy = copies[0] if copies else None
+                sent = sent_before.get(newest_copy.path.name) if newest_copy else None
+                if newest_copy and sent and not destination.holds(newest_copy, sent):
+                    result.damaged_copies.append(newest_copy.path.name)
+                    destination.delete(newest_copy)
+                    copies = copies[1:]
+                have = {b.path.name for b in copies}
+                newest = copies[0].sort_key if copies else None
             else:
-                have = sent_before
-                sent = [parse_backup_name(n) for n in sent_before]
-                keys = [(p.taken_at, p.seq) for p in sent if p and p.name == name]
+                have = set(sent_before)
+                parsed = [parse_copy_name(n)[0] for n in sent_before]
+                keys = [(p.taken_at, p.seq) for p in parsed if p and p.name == name]
                 newest = max(keys) if keys else None
             missing = [
                 f
                 for i, f in enumerate(files)
-                if f.path.name not in have and (i == 0 or newest is None or f.sort_key > newest)
+                if f.path.name + suffix not in have
+                and (i == 0 or newest is None or f.sort_key > newest)
             ]
             for backup in reversed(missing):
                 digest = checks.digest(backup)
                 if digest is None:
                     result.withheld.append(backup.path.name)
                     continue
-                destination.upload(backup, digest)
-                result.uploaded.append(backup.path.name)
+                if encryption is not None:
+                    item = encryption.outgoing(backup)
+                else:
+                    item = Outgoing(backup.path, backup.path.name, backup.name, backup.size, digest)
+                destination.upload(item)
+                result.uploaded.append(item.name)
+                result.sent[item.name] = item.sha256
         if remote is not None:
             remote = destination.list_backups(names)
             for name in names:
@@ -3150,6 +3471,8 @@ def render_alert_text(run: dict[str, Any]) -> str:
                 f"({result.get('size_bytes')} bytes)"
             )
     for result in run.get("destinations", []):
+        for name in result.get("damaged_copies") or []:
+            lines.append(f"- {name} at {result.get('destination')} was damaged; sent again")
         if result.get("status") == "failed":
             lines.append(f"- copy to {result.get('destination')}: {result.get('error')}")
     for damaged in run.get("damaged_backups") or []:
@@ -3454,6 +3777,8 @@ def check_run_requirements(config: Config) -> None:
     """Refuse, before a run starts (exit 2), settings this Python cannot carry out."""
     if config.compress == "zstd":
         _zstandard()
+    if config.encrypt_to:
+        load_recipients(config.encrypt_to)
 
 
 def _announce_failed_run(
@@ -3499,18 +3824,34 @@ def _copy_off_site(
             fresh.add(_path_key(result.backup))
     checks = LocalBackupCheck(checksums, fresh)
     prunable = {r.database for r in report.results if r.status == "ok"}
-    for destination in build_destinations(config):
-        report.destinations.append(
-            sync_destination(
-                destination,
-                config,
-                local,
-                checks=checks,
-                prunable=prunable,
-                sent_before=log.sent_by(destination.label),
-                now=started.replace(tzinfo=None),
+    encryption = None
+    if config.encrypt_to:
+        try:
+            encryption = Encryption(load_recipients(config.encrypt_to), config.backup_dir)
+        except BackupError as exc:  # e.g. the recipients file went away during the run
+            # Nothing is sent, plain or not; the run is still logged.
+            for destination in build_destinations(config):
+                failed = DestinationResult(destination.label, "failed", error=exc.message)
+                failed.hint = exc.hint
+                report.destinations.append(failed)
+            return
+    try:
+        for destination in build_destinations(config):
+            report.destinations.append(
+                sync_destination(
+                    destination,
+                    config,
+                    local,
+                    checks=checks,
+                    prunable=prunable,
+                    sent_before=log.sent_by(destination.label),
+                    encryption=encryption,
+                    now=started.replace(tzinfo=None),
+                )
             )
-        )
+    finally:
+        if encryption is not None:
+            encryption.close()
     # A damaged backup found by an earlier run is reported until it is gone or sound again.
     by_path = {str(b.path): b for files in local.values() for b in files}
     for path in log.damaged_in_last_run():
@@ -3627,14 +3968,27 @@ def verify_backup(path: Path, *, quick: bool = False, expected: str | None = Non
 
 
 def verify_backups(
-    config: Config, files: Sequence[Path], *, quick: bool, log: RunLog
+    config: Config,
+    files: Sequence[Path],
+    *,
+    quick: bool,
+    log: RunLog,
+    identity: Path | None = None,
 ) -> list[VerifyResult]:
-    """Verify the named files, or every backup of the configured databases when none are named."""
+    """Verify the named files, or every backup of the configured databases when none are named.
+
+    An encrypted copy (``.age``) is decrypted with ``identity`` into a temporary folder,
+    then verified as the local backup it is a copy of.
+    """
     if not files:
         found = list_backups(config.backup_dir, [db.name for db in config.databases])
         files = [b.path for backups in found.values() for b in backups]
-    packed = any(getattr(parse_restorable_name(p.name), "compression", None) for p in files)
-    # Unpacking writes temporary files, which a run would take for stale ones.
+    packed = any(
+        getattr(parse_restorable_name(p.name), "compression", None)
+        or p.name.endswith(ENCRYPTED_SUFFIX)
+        for p in files
+    )
+    # Unpacking and decrypting write temporary files, which a run would take for stale ones.
     lock = (
         RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout)
         if packed and config.backup_dir.is_dir()
@@ -3643,9 +3997,31 @@ def verify_backups(
     results = []
     with lock:
         for path in files:
-            expected = log.recorded_sha256(path)
-            results.append(verify_backup(path, quick=quick, expected=expected))
+            if path.name.endswith(ENCRYPTED_SUFFIX) and identity is not None:
+                results.append(_verify_encrypted(config, path, identity, quick=quick, log=log))
+            else:
+                expected = log.recorded_sha256(path)
+                results.append(verify_backup(path, quick=quick, expected=expected))
     return results
+
+
+def _verify_encrypted(
+    config: Config, path: Path, identity: Path, *, quick: bool, log: RunLog
+) -> VerifyResult:
+    folder = config.backup_dir if config.backup_dir.is_dir() else path.parent
+    try:
+        with decrypted_backup(path, identity, folder) as plain:
+            expected = log.recorded_sha256(config.backup_dir / plain.name)
+            result = verify_backup(plain, quick=quick, expected=expected)
+    except BackupError as exc:
+        if exc.exit_code == ExitCode.USAGE:
+            raise  # an identity file that cannot be used: the operator must fix it
+        name = parse_copy_name(path.name)[0]
+        return VerifyResult(
+            str(path), name.name if name else None, ok=False, integrity="", error=exc.message
+        )
+    result.path = str(path)
+    return result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -3657,6 +4033,7 @@ class RestorePlan:
     database: str
     expected_sha256: str | None = None  # None: the run log does not know this file
     backup_of: str | None = None  # the database the backup's name names
+    encrypted_from: Path | None = None  # the .age file ``backup`` was decrypted from
 
     @property
     def other_database(self) -> bool:
@@ -3786,13 +4163,18 @@ def _write_safety_copy(
 
 
 def restore_backup(
-    config: Config, plan: RestorePlan, *, clock: Callable[[], dt.datetime] = _now_local
+    config: Config,
+    plan: RestorePlan,
+    *,
+    clock: Callable[[], dt.datetime] = _now_local,
+    lock_held: bool = False,
 ) -> dict[str, Any]:
     """Put a verified backup back into its database through SQLite; log it; return the record.
 
     The database is held under SQLite's exclusive lock from before the safety copy
     until the restored content is in place, so no process reads a half-restored
-    file, and a hot WAL can never be replayed over the restored data.
+    file, and a hot WAL can never be replayed over the restored data. ``lock_held``:
+    the caller holds the run lock already (it decrypted the backup under it).
     """
     started = clock()
     record: dict[str, Any] = {
@@ -3800,7 +4182,7 @@ def restore_backup(
         "started_at": _iso(started),
         "trigger": "manual",
         "database": plan.database,
-        "backup": str(plan.backup),
+        "backup": str(plan.encrypted_from or plan.backup),
         "target": str(plan.target),
         "safety_copy": None,
         "safety_copy_sha256": None,
@@ -3810,9 +4192,11 @@ def restore_backup(
     }
     check_log_folder(config.log_file)
     ensure_backup_dir(config.backup_dir, app_folder=config.app_folder())
-    with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout):
+    lock = RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout)
+    with contextlib.nullcontext() if lock_held else lock:
         log = RunLog.read(config.log_file)
-        checked = verify_backup(plan.backup, expected=log.recorded_sha256(plan.backup))
+        expected = log.recorded_sha256(plan.backup) or plan.expected_sha256
+        checked = verify_backup(plan.backup, expected=expected)
         if not checked.ok:
             raise BackupError(
                 f"refusing to restore from {plan.backup}: {checked.error}; nothing was changed",
@@ -4228,7 +4612,7 @@ def collect_destinations(config: Config, log: RunLog, *, now: dt.datetime) -> li
                 listed = destination.list_backups(names)
                 newest = {n: (f[0].path.name, f[0].taken_at) for n, f in listed.items() if f}
             else:
-                sent = [parse_backup_name(n) for n in log.sent_by(destination.label)]
+                sent = [parse_copy_name(n)[0] for n in log.sent_by(destination.label)]
                 newest = {}
                 for parsed in sorted((p for p in sent if p), key=lambda p: (p.taken_at, p.seq)):
                     name = format_backup_name(
@@ -4918,6 +5302,8 @@ def build_parser() -> argparse.ArgumentParser:
     act("--windows-task", action="store_true", help=f"write {BATCH_FILE_NAME}; print schtasks")
     act("--cron", action="store_true", help="print crontab lines and how to install them")
     act("--show-config", action="store_true", help="print the effective settings as JSON")
+    act("--keygen", metavar="FILE", help="write a new age identity for --encrypt-to to FILE")
+    act("--decrypt", metavar="FILE.age", help="decrypt an off-site copy (--identity, --output)")
 
     settings = parser.add_argument_group("settings (override the config file)")
     settings.add_argument(
@@ -4944,6 +5330,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     more("--quick", action="store_true", help="--verify with quick_check (faster)")
     more("--target", metavar="PATH", help="--restore into this database")
+    more("--identity", metavar="KEYFILE", help="--verify, --restore, --decrypt a .age file")
+    more("--output", metavar="FILE", help="--decrypt into this new file")
     more("--yes", action="store_true", help="--restore without asking")
     more(
         "--allow-unlogged",
@@ -5034,11 +5422,14 @@ def _cmd_run(config: Config, args: argparse.Namespace, io: Output) -> int:
         pruned = [p for r in report.results for p in r.pruned]
         for path in pruned:
             io.say(f"{sym.prune} pruned {os.path.basename(path)}")
+        encrypted = " (age-encrypted)" if config.encrypt_to else ""
         for far in report.destinations:
+            for name in far.damaged_copies:
+                io.say(f"{sym.warn} {name} at {far.destination} was damaged; sent again")
             if far.status == "ok":
                 io.say(
-                    f"{sym.ok} copies at {far.destination}: {len(far.uploaded)} copied, "
-                    f"{len(far.pruned)} pruned"
+                    f"{sym.ok} copies at {far.destination}: {len(far.uploaded)} copied"
+                    f"{encrypted}, {len(far.pruned)} pruned"
                 )
             else:
                 io.say(f"{sym.fail} copy to {far.destination} failed: {far.error}")
@@ -5154,6 +5545,7 @@ def _cmd_schedule(config: Config, args: argparse.Namespace, io: Output) -> int:
 
 
 def _cmd_windows_task(config: Config, args: argparse.Namespace, io: Output) -> int:
+    check_run_requirements(config)  # not a task that fails every night
     python = args.python or sys.executable
     batch = config.app_root / BATCH_FILE_NAME
     text = render_windows_batch(config, python=python)
@@ -5186,6 +5578,7 @@ def _cmd_windows_task(config: Config, args: argparse.Namespace, io: Output) -> i
 def _cmd_cron(config: Config, args: argparse.Namespace, io: Output) -> int:
     import shlex
 
+    check_run_requirements(config)  # not a line that fails every night
     lines = render_cron_lines(
         config, python=args.python or sys.executable, script=Path(__file__).resolve()
     )
@@ -5206,7 +5599,9 @@ def _cmd_verify(config: Config, args: argparse.Namespace, io: Output) -> int:
     if log.warning:
         io.warn(log.warning)
     files = [_resolve(name, Path.cwd()) for name in args.verify]
-    results = verify_backups(config, files, quick=args.quick, log=log)
+    encrypted = [f for f in files if f.name.endswith(ENCRYPTED_SUFFIX)]
+    identity = _identity_for(args, encrypted[0]) if encrypted else None
+    results = verify_backups(config, files, quick=args.quick, log=log, identity=identity)
     failed = [r for r in results if not r.ok]
     if args.json:
         io.print_json({"ok": not failed, "backups": [r.to_json() for r in results]})
@@ -5277,8 +5672,43 @@ def _undo_command(config: Config, safety_copy: str, target: Path) -> str:
 
 def _cmd_restore(config: Config, args: argparse.Namespace, io: Output) -> int:
     target = _resolve(args.target, Path.cwd()) if args.target else None
+    backup = _resolve(args.restore, Path.cwd())
+    if not backup.name.endswith(ENCRYPTED_SUFFIX):
+        return _restore_confirmed(config, args, io, backup, target)
+    identity = _identity_for(args, backup)
+    check_log_folder(config.log_file)
+    ensure_backup_dir(config.backup_dir, app_folder=config.app_folder())
+    # Under the run lock: a run would take the decrypted copy for a stale temporary file.
+    with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout):
+        with decrypted_backup(backup, identity, config.backup_dir) as plain:
+            return _restore_confirmed(config, args, io, plain, target, encrypted_from=backup)
+
+
+def _identity_for(args: argparse.Namespace, path: Path) -> Path:
+    if not args.identity:
+        raise _usage_error(
+            f"{path.name} is encrypted: give the key that reads it with --identity KEYFILE",
+            "the identity file --keygen wrote (or age-keygen), or the SSH private key",
+        )
+    return _resolve(args.identity, Path.cwd())
+
+
+def _restore_confirmed(
+    config: Config,
+    args: argparse.Namespace,
+    io: Output,
+    backup: Path,
+    target: Path | None,
+    *,
+    encrypted_from: Path | None = None,
+) -> int:
+    """Plan a restore of ``backup``, name its risks, ask (or take --yes), then restore."""
     log = RunLog.read(config.log_file)
-    plan = plan_restore(config, _resolve(args.restore, Path.cwd()), target, log=log)
+    plan = plan_restore(config, backup, target, log=log)
+    if encrypted_from is not None:
+        # Known by the name of the local backup it is a copy of.
+        recorded = log.recorded_sha256(config.backup_dir / backup.name)
+        plan = dataclasses.replace(plan, encrypted_from=encrypted_from, expected_sha256=recorded)
     risks = _restore_risks(config, plan, args, log.warning)
     question = f"Replace {plan.target} with {plan.backup.name}? The app must be stopped."
     if args.yes:
@@ -5300,7 +5730,7 @@ def _cmd_restore(config: Config, args: argparse.Namespace, io: Output) -> int:
         if not _confirm(io, question):
             io.say("Nothing was changed.")
             return ExitCode.FAILED
-    record = restore_backup(config, plan)
+    record = restore_backup(config, plan, lock_held=encrypted_from is not None)
     if args.json:
         io.print_json(record)
         return ExitCode.OK
@@ -5328,6 +5758,41 @@ def _cmd_check(config: Config, args: argparse.Namespace, io: Output) -> int:
     return check["exit_code"]
 
 
+def _cmd_keygen(config: Config, args: argparse.Namespace, io: Output) -> int:
+    path = _resolve(args.keygen, Path.cwd())
+    public = write_identity(path, now=_now_local())
+    io.say(f"{io.symbols.ok} Wrote a new age identity (secret key) to {path}")
+    io.say(f"Public key: {public}")
+    io.say("")
+    io.say(f'  Use it here:  --encrypt-to {public}   (or "encrypt_to" in the config file)')
+    io.say("  Then move the identity file OFF this server and keep it in two safe places")
+    io.say("  (a password manager, a USB stick in a drawer). Without it the off-site copies")
+    io.say("  cannot be read by anyone, you included; the local backups stay plain.")
+    return ExitCode.OK
+
+
+def _cmd_decrypt(config: Config, args: argparse.Namespace, io: Output) -> int:
+    if not args.identity or not args.output:
+        raise _usage_error(
+            "--decrypt needs --identity KEYFILE and --output FILE",
+            "e.g. --decrypt copy.bak.age --identity key.txt --output copy.bak",
+        )
+    source = _resolve(args.decrypt, Path.cwd())
+    output = _resolve(args.output, Path.cwd())
+    if os.path.lexists(output):
+        raise _usage_error(f"{output} exists already; it is never overwritten", "choose --output")
+    if not output.parent.is_dir():
+        raise _usage_error(f"the folder of {output} does not exist", "check --output")
+    identity = _resolve(args.identity, Path.cwd())
+    with decrypted_backup(source, identity, output.parent) as plain:
+        try:
+            publish_file(plain, output.parent, [output.name])
+        except OSError as exc:
+            raise describe_os_error(exc, output, "writing") from exc
+    io.say(f"{io.symbols.ok} Decrypted {source.name} into {output}")
+    return ExitCode.OK
+
+
 _COMMANDS: dict[str, Callable[[Config, argparse.Namespace, Output], int]] = {
     "run": _cmd_run,
     "history": _cmd_history,
@@ -5339,6 +5804,8 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace, Output], int]] = {
     "verify": _cmd_verify,
     "restore": _cmd_restore,
     "check": _cmd_check,
+    "keygen": _cmd_keygen,
+    "decrypt": _cmd_decrypt,
 }
 
 
@@ -5349,6 +5816,8 @@ _ACTION_OPTIONS: dict[str, tuple[str, ...]] = {
     "limit": ("history",),
     "quick": ("verify",),
     "target": ("restore",),
+    "identity": ("verify", "restore", "decrypt"),
+    "output": ("decrypt",),
     "yes": ("restore",),
     "allow_unlogged": ("restore",),
     "allow_other_database": ("restore",),
