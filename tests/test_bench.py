@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -88,3 +89,31 @@ def test_bench_retention_runs_every_row(tmp_path: Path) -> None:
     night = next(line for line in markdown.splitlines() if "--keep-days 1094" in line)
     assert "2,998 kept, prunes 2" in night  # a night: the oldest few go
     assert not workdir.exists()
+
+
+@pytest.mark.skipif(
+    not shutil.which("age") or importlib.util.find_spec("pyrage") is None,
+    reason="the age command or the pyrage package is not installed",
+)
+def test_bench_encrypt_times_the_tool_beside_age_and_cleans_up(tmp_path: Path) -> None:
+    workdir = tmp_path / "work"
+    markdown = run_bench(
+        "bench_encrypt.py",
+        "--sizes",
+        "1M",
+        "--trials",
+        "1",
+        "--workdir",
+        str(workdir),
+        cwd=tmp_path,
+    )
+    for operation, tool in (
+        ("encrypt", "Encryption.outgoing"),
+        ("encrypt", "age -r"),
+        ("decrypt", "--decrypt"),
+        ("decrypt", "age -d"),
+    ):
+        assert f"| 1M | {operation} | {tool} |" in markdown
+    assert "1M: encrypt, tool / age = " in markdown
+    assert "encrypt peak RSS " in markdown
+    assert not workdir.exists()  # without --keep, the files and the key go
