@@ -83,6 +83,8 @@ DEFAULT_HISTORY_LIMIT = 20
 # A restore waits at most this long for the app to let go of its database (never the whole
 # --busy-timeout): an app holding a WAL database open does not let go by waiting.
 RESTORE_WAIT_S = 3.0
+# A heartbeat ping never holds a run up longer than this.
+HEARTBEAT_TIMEOUT_S = 5.0
 # --check allows the daily run this long past --max-age before calling a backup stale.
 CHECK_GRACE = dt.timedelta(hours=1)
 
@@ -418,8 +420,9 @@ class Setting:
     the flags and their help, --show-config, and the flags a generated task passes on.
 
     Kinds: int and float (checked between ``low`` and ``high``; ``above_zero`` for a limit
-    that must be more than 0), path, paths (repeatable), text (one of ``choices`` when
-    given), texts and urls (repeatable), times (HH:MM, repeatable), zone, compress, databases.
+    that must be more than 0), path, file (a path or none), paths (repeatable), text (one of
+    ``choices`` when given), texts and urls (repeatable), times (HH:MM, repeatable), zone,
+    compress, databases.
     """
 
     key: str
@@ -531,6 +534,32 @@ SETTINGS: tuple[Setting, ...] = (
         "P",
         high=100,
     ),
+    Setting(
+        "drill_every_days",
+        "int",
+        30,
+        "a scheduled --run (scheduler, task, cron) also drills a restore when the last good "
+        "drill is N days old; 0: never",
+        "N",
+        high=_DAYS,
+    ),
+    Setting(
+        "max_drill_age",
+        "float",
+        35.0,
+        "--check: warn when the last good restore drill is older than D days",
+        "D",
+        high=_DAYS,
+        above_zero=True,
+    ),
+    Setting(
+        "metrics",
+        "file",
+        None,
+        "after each run, drill and check, write Prometheus metrics to FILE",
+        "FILE",
+        shown_default="",
+    ),
     Setting("copy_to", "paths", (), "also copy backups to DIR, repeatable", "DIR", group="far"),
     Setting(
         "s3",
@@ -618,6 +647,15 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "heartbeat_url",
+        "urls",
+        (),
+        "after each run GET URL (URL/fail when it failed), e.g. healthchecks.io; repeatable",
+        "URL",
+        group="far",
+        secret=True,
+    ),
+    Setting(
         "notify_timeout",
         "float",
         10.0,
@@ -658,6 +696,9 @@ class Config:
     max_age_hours: float = DEFAULTS["max_age_hours"]
     max_disk_percent: float = DEFAULTS["max_disk_percent"]
     max_shrink_percent: float = DEFAULTS["max_shrink_percent"]
+    drill_every_days: int = DEFAULTS["drill_every_days"]
+    max_drill_age: float = DEFAULTS["max_drill_age"]
+    metrics: Path | None = DEFAULTS["metrics"]
     copy_to: tuple[Path, ...] = DEFAULTS["copy_to"]
     s3: tuple[str, ...] = DEFAULTS["s3"]
     s3_endpoint: str | None = DEFAULTS["s3_endpoint"]
@@ -672,6 +713,7 @@ class Config:
     notify_format: str = DEFAULTS["notify_format"]
     notify_command: str | None = DEFAULTS["notify_command"]
     notify_timeout: float = DEFAULTS["notify_timeout"]
+    heartbeat_url: tuple[str, ...] = DEFAULTS["heartbeat_url"]
     config_file: Path | None = None
     # Settings given as flags, so that a generated .bat or crontab line passes them on.
     from_flags: tuple[str, ...] = ()
@@ -707,6 +749,8 @@ class Config:
                 ]
             elif setting.kind == "path":
                 value = str(value)
+            elif setting.kind == "file":
+                value = None if value is None else str(value)
             elif setting.kind in ("paths", "texts", "times"):
                 value = [str(item) for item in value]
             elif setting.kind == "urls":
@@ -793,7 +837,7 @@ def _check_list(source: str, key: str, items: Sequence[str], base: Path) -> tupl
         for url in items:
             if not _S3_URL.fullmatch(url):
                 raise _config_error(source, f"{key}: {url!r} is not s3://bucket/prefix")
-    if key == "notify_url":
+    if key in ("notify_url", "heartbeat_url"):
         for url in items:
             if not _is_sendable_url(url):
                 raise _config_error(
@@ -887,10 +931,12 @@ def _setting_from_file(source: str, setting: Setting, value: Any, base: Path) ->
     key, kind = setting.key, setting.kind
     if kind == "databases":
         return _databases_from_file(source, value, base)
-    if kind == "path":
+    if kind == "path" or (kind == "file" and value is not None):
         if not isinstance(value, str) or not value.strip():
             raise _config_error(source, f"{key} must be a path")
         return _resolve(value, base, source)
+    if kind == "file":
+        return None
     if kind == "times":
         return _check_run_at(source, value)
     if kind == "compress":
@@ -914,7 +960,7 @@ def _setting_from_flag(setting: Setting, value: Any, cwd: Path) -> Any:
     key, kind, flag = setting.key, setting.kind, setting.option
     if kind == "databases":
         return tuple(parse_db_argument(item, cwd) for item in value)
-    if kind == "path":
+    if kind in ("path", "file"):
         return _resolve(value, cwd)
     if kind == "times":
         return _check_run_at(flag, list(value))
@@ -949,7 +995,7 @@ def build_config(
     from_flags = []
     for setting in SETTINGS:
         value = getattr(args, setting.attribute, None)
-        if value is None or (value == "" and setting.kind in ("path", "zone")):
+        if value is None or (value == "" and setting.kind in ("path", "file", "zone")):
             continue
         settings[setting.key] = _setting_from_flag(setting, value, cwd)
         if setting.passed_on:
@@ -1013,7 +1059,8 @@ _BACKUP_NAME = re.compile(
     + re.escape(BACKUP_SUFFIX)
     + r"(?P<packed>\.gz|\.zst)?$"
 )
-_DECRYPTED_FOLDER = re.compile(re.escape(TEMP_PREFIX) + r"decrypted\.[0-9a-f]{16}\.tmp")
+# The scratch folders of a decrypted backup and of a restore drill.
+_SCRATCH_FOLDER = re.compile(re.escape(TEMP_PREFIX) + r"(decrypted|drill)\.[0-9a-f]{16}\.tmp")
 _COMPRESSION_OF_SUFFIX = {suffix: kind for kind, suffix in COMPRESSION_SUFFIXES.items()}
 _TEMP_NAME = re.compile(
     r"^" + re.escape(TEMP_PREFIX) + r".*\.[0-9a-f]{16}\.tmp(-journal|-wal|-shm)?$"
@@ -1234,23 +1281,27 @@ def ensure_backup_dir(backup_dir: Path, *, app_folder: Path | None = None) -> No
         raise _usage_error(error.message, error.hint or "choose another --backup-dir") from exc
 
 
-def _is_decrypted_folder(entry: os.DirEntry[str]) -> bool:
-    """True for a folder ``decrypted_backup`` made: its own name, holding nothing but
-    regular files with backups' (or temporary files') names, never another folder."""
-    if not _DECRYPTED_FOLDER.fullmatch(entry.name) or not entry.is_dir(follow_symlinks=False):
+def _is_scratch_folder(entry: os.DirEntry[str], file_names: Iterable[str] = ()) -> bool:
+    """True for a scratch folder this tool made (``decrypted_backup``, a restore drill): its
+    own name, holding nothing but regular files it writes there (backups, temporary files,
+    and a drill's restored database, one of ``file_names``, with its journal or WAL)."""
+    if not _SCRATCH_FOLDER.fullmatch(entry.name) or not entry.is_dir(follow_symlinks=False):
         return False
     try:
         inside = list(os.scandir(entry.path))
     except OSError:
         return False
+    restored = {name + end for name in file_names for end in ("", "-journal", "-wal", "-shm")}
     return all(
-        i.is_file(follow_symlinks=False) and (is_backup_name(i.name) or is_temp_name(i.name))
+        i.is_file(follow_symlinks=False)
+        and (is_backup_name(i.name) or is_temp_name(i.name) or i.name in restored)
         for i in inside
     )
 
 
-def remove_stale_temp_files(backup_dir: Path) -> list[Path]:
-    """Delete temporary files that an interrupted run left; call only under the run lock."""
+def remove_stale_temp_files(backup_dir: Path, file_names: Iterable[str] = ()) -> list[Path]:
+    """Delete temporary files and scratch folders that an interrupted run left (a drill's
+    folder may hold one of ``file_names``, the databases' own); call only under the run lock."""
     removed = []
     try:
         entries = list(os.scandir(backup_dir))
@@ -1262,7 +1313,7 @@ def remove_stale_temp_files(backup_dir: Path) -> list[Path]:
         try:
             if entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
-            elif _is_decrypted_folder(entry):
+            elif _is_scratch_folder(entry, file_names):
                 shutil.rmtree(entry.path)
             else:
                 continue
@@ -2508,12 +2559,15 @@ def remove_stale_log_temp_files(path: Path) -> list[Path]:
     return removed
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and rename (owner-only)."""
+def _atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename (owner-only
+    unless ``mode`` says otherwise; the mode is exact, whatever the umask)."""
     temp = path.with_name(_atomic_temp_name(path))
-    fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0), 0o600)
+    fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0), mode)
     try:
         try:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, mode)
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)
@@ -2682,6 +2736,35 @@ class RunLog:
                     digest = sums.get(name)
                     sent[str(name)] = digest if isinstance(digest, str) else ""
         return sent
+
+    def drills(self) -> dict[str, tuple[dict[str, Any], dt.datetime | None]]:
+        """Each database's result in the newest drill that drilled it, with that drill's
+        start."""
+        last: dict[str, tuple[dict[str, Any], dt.datetime | None]] = {}
+        for run in self.runs:
+            if run.get("kind") != "drill" or not isinstance(run.get("drills"), list):
+                continue
+            started = parse_iso(run.get("started_at"))
+            for drill in run["drills"]:
+                if isinstance(drill, dict) and drill.get("status") in ("ok", "failed"):
+                    last[str(drill.get("database"))] = (drill, started)
+        return last
+
+    def last_good_drill(self) -> dt.datetime | None:
+        """When the newest drill that passed began."""
+        found = None
+        for run in self.runs:
+            if run.get("kind") == "drill" and run.get("status") == "ok":
+                found = parse_iso(run.get("started_at")) or found
+        return found
+
+    def first_run_at(self) -> dt.datetime | None:
+        """When the oldest run the log still holds began."""
+        for run in self.runs:
+            started = parse_iso(run.get("started_at"))
+            if started is not None:
+                return started
+        return None
 
     def damaged_in_last_run(self) -> list[str]:
         """The local backups the newest backup run found damaged (see LocalBackupCheck)."""
@@ -3454,10 +3537,14 @@ NOTIFY_COMMAND_TIMEOUT_S = 60.0
 def render_alert_text(run: dict[str, Any]) -> str:
     """A short human summary of a run, for chat bots and mail."""
     failed = run.get("status") == "failed"
+    what = "restore drill" if run.get("kind") == "drill" else "database backup"
     lines = [
-        f"{'FAILED' if failed else 'OK'}: database backup on {run.get('host')} "
-        f"at {run.get('started_at')}"
+        f"{'FAILED' if failed else 'OK'}: {what} on {run.get('host')} at {run.get('started_at')}"
     ]
+    for drill in run.get("drills") or []:
+        if isinstance(drill, dict) and drill.get("status") == "failed":
+            findings = "; ".join(str(f) for f in drill.get("findings") or [])
+            lines.append(f"- drill of {drill.get('database')}: {findings}")
     if run.get("error"):  # the run stopped with an error (or never started)
         lines.append(f"- error: {run.get('error')}")
         if run.get("hint"):
@@ -3504,30 +3591,58 @@ def should_alert(config: Config, failed: bool) -> bool:
     return config.notify_on == "always" or (config.notify_on == "failure") == failed
 
 
+def http_request(url: str, body: bytes | None, *, timeout: float) -> str | None:
+    """POST ``body`` as JSON to ``url`` (GET when None); the error, free of the URL's secrets,
+    or None when the server took it."""
+    import urllib.error  # here, not at the top: loading http.client slows every start
+    import urllib.request
+
+    headers = {"Content-Type": "application/json; charset=utf-8"} if body is not None else {}
+    request = urllib.request.Request(url, data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read(65536)
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code} {exc.reason}"
+    except urllib.error.URLError as exc:
+        return f"URLError: {exc.reason}"
+    except Exception as exc:  # noqa: BLE001 - http.client's errors quote the URL: name only
+        return f"{type(exc).__name__} from the server"
+    return None
+
+
+def send_heartbeats(config: Config, *, failed: bool) -> list[dict[str, Any]]:
+    """Ping each --heartbeat-url after a run: the URL itself on success, ``URL/fail`` on
+    failure (healthchecks.io's convention); never raised, never longer than a few seconds."""
+    sent = []
+    for url in config.heartbeat_url:
+        parts = urllib.parse.urlsplit(url)
+        if failed:
+            parts = parts._replace(path=parts.path.rstrip("/") + "/fail")
+        error = http_request(urllib.parse.urlunsplit(parts), None, timeout=HEARTBEAT_TIMEOUT_S)
+        sent.append(
+            {
+                "target": mask_url(url),
+                "signal": "fail" if failed else "success",
+                "status": "failed" if error else "ok",
+                "error": error,
+            }
+        )
+    return sent
+
+
 def send_alerts(config: Config, run: dict[str, Any]) -> list[dict[str, Any]]:
     """Post the run to each webhook and run each alert command; failures are returned, never
     raised, and no secret from a URL is ever in them."""
     import subprocess
-    import urllib.error  # here, not at the top: loading http.client slows every start
-    import urllib.request
 
     deliveries = []
     body = json.dumps(render_alert(run, config.notify_format), ensure_ascii=False).encode()
     for url in config.notify_url:
-        delivery: dict[str, Any] = {"target": mask_url(url), "status": "ok", "error": None}
-        request = urllib.request.Request(
-            url, data=body, headers={"Content-Type": "application/json; charset=utf-8"}
+        error = http_request(url, body, timeout=config.notify_timeout)
+        deliveries.append(
+            {"target": mask_url(url), "status": "failed" if error else "ok", "error": error}
         )
-        try:
-            with urllib.request.urlopen(request, timeout=config.notify_timeout) as response:
-                response.read(65536)
-        except urllib.error.HTTPError as exc:
-            delivery.update(status="failed", error=f"HTTP {exc.code} {exc.reason}")
-        except urllib.error.URLError as exc:
-            delivery.update(status="failed", error=f"URLError: {exc.reason}")
-        except Exception as exc:  # noqa: BLE001 - http.client's errors quote the URL: name only
-            delivery.update(status="failed", error=f"{type(exc).__name__} from the server")
-        deliveries.append(delivery)
     if config.notify_command:
         summary = json.dumps(render_alert(run, "json"), ensure_ascii=False)
         delivery = {"target": "command", "status": "ok", "error": None}
@@ -3664,6 +3779,7 @@ class RunReport:
     removed_temp_files: list[str] = dataclasses.field(default_factory=list)
     destinations: list[DestinationResult] = dataclasses.field(default_factory=list)
     alerts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    heartbeats: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     # Local backups withheld from every destination: {"backup": path, "problem": text}.
     damaged_backups: list[dict[str, str]] = dataclasses.field(default_factory=list)
 
@@ -3688,6 +3804,7 @@ class RunReport:
             "destinations": [d.to_json() for d in self.destinations],
             "damaged_backups": self.damaged_backups,
             "alerts": self.alerts,
+            "heartbeats": self.heartbeats,
             "warnings": self.warnings,
         }
 
@@ -3719,8 +3836,12 @@ def run_backups(
         with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout, on_lock_wait):
             started = clock()
             report = RunReport(started_at=started, trigger=trigger, results=[])
-            stale = remove_stale_temp_files(config.backup_dir)
+            stale = remove_stale_temp_files(
+                config.backup_dir, [db.path.name for db in config.databases]
+            )
             stale += remove_stale_log_temp_files(config.log_file)
+            if config.metrics is not None:
+                stale += remove_stale_log_temp_files(config.metrics)
             report.removed_temp_files = [str(p) for p in stale]
             # The one read of the log and the one listing of the folder in a run.
             log = RunLog.read(config.log_file)
@@ -3763,12 +3884,20 @@ def run_backups(
                         report.warnings.append(
                             f"alert to {alert['target']} failed: {alert['error']}"
                         )
+            report.heartbeats = send_heartbeats(config, failed=report.failed)
+            report.warnings += [
+                f"heartbeat to {beat['target']} failed: {beat['error']}"
+                for beat in report.heartbeats
+                if beat["status"] != "ok"
+            ]
             warning = log.append(report.to_json(), max_runs=config.log_max_runs, now=clock())
             if warning:
                 report.warnings.append(warning)
     except Exception as exc:
         if not failure_announced:
             _announce_failed_run(config, report, trigger, clock(), exc)
+        if report is None or not report.heartbeats:  # a run that never got to its end
+            send_heartbeats(config, failed=True)
         raise
     return report
 
@@ -4401,6 +4530,228 @@ def _adopt_ownership(path: Path, reference: Path, *, is_folder: bool) -> None:
 
 
 # ======================================================================================
+# Restore drills
+# ======================================================================================
+
+
+@dataclasses.dataclass
+class DrillResult:
+    """One database's drill: its newest backup restored into a scratch folder and compared
+    with the live database."""
+
+    database: str
+    backup: str | None
+    status: str  # "ok", "failed" or "skipped"
+    findings: list[str] = dataclasses.field(default_factory=list)
+    restore_s: float = 0.0
+    check_s: float = 0.0
+    tables: int = 0
+    rows_read: int = 0
+    backup_age_s: float | None = None
+    compared: bool = False  # with the live database (False when it is gone)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def drill_databases(
+    config: Config,
+    *,
+    trigger: str = "manual",
+    clock: Callable[[], dt.datetime] = _now_local,
+) -> dict[str, Any]:
+    """Restore each database's newest backup into a scratch folder, through the restore
+    path, and check it against the live database; log the drill and alert on failure.
+
+    The scratch folder is a temporary folder in the backup folder, never beside the live
+    database; it is removed afterwards, and one that a killed drill left is removed by the
+    next run. Returns the drill's record (``"kind": "drill"``) as logged.
+    """
+    started = clock()
+    record: dict[str, Any] = {
+        "kind": "drill",
+        "started_at": _iso(started),
+        "finished_at": None,
+        "trigger": trigger,
+        "status": "failed",
+        "host": _host_name(),
+        "version": __version__,
+        "drills": [],
+    }
+    check_log_folder(config.log_file)
+    ensure_backup_dir(config.backup_dir, app_folder=config.app_folder())
+    with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout):
+        remove_stale_temp_files(config.backup_dir, [db.path.name for db in config.databases])
+        log = RunLog.read(config.log_file)
+        found = list_backups(config.backup_dir, [db.name for db in config.databases])
+        results = []
+        for db in config.databases:
+            if not found[db.name]:
+                status = "skipped" if not db.required and not db.path.exists() else "failed"
+                finding = [] if status == "skipped" else ["there is no backup to drill"]
+                results.append(DrillResult(db.name, None, status, finding))
+                continue
+            results.append(drill_one(config, db, found[db.name][0], log, now=started))
+        record["drills"] = [r.to_json() for r in results]
+        failed = any(r.status == "failed" for r in results)
+        record["status"] = "failed" if failed else "ok"
+        record["finished_at"] = _iso(clock())
+        if should_alert(config, failed):
+            record["alerts"] = send_alerts(config, record)
+        warning = log.append(record, max_runs=config.log_max_runs, now=clock())
+        if warning:
+            record["warnings"] = [warning]
+    return record
+
+
+def drill_one(
+    config: Config, db: DatabaseSpec, backup: BackupFile, log: RunLog, *, now: dt.datetime
+) -> DrillResult:
+    """Restore ``backup`` into a scratch folder as --restore would, then check it."""
+    result = DrillResult(db.name, str(backup.path), "failed")
+    result.backup_age_s = (now.astimezone().replace(tzinfo=None) - backup.taken_at).total_seconds()
+    scratch = config.backup_dir / format_temp_name("drill")
+    began = time.monotonic()
+    try:
+        os.mkdir(scratch, 0o700)
+        try:
+            target = scratch / db.path.name
+            plan = RestorePlan(backup.path, target, db.name, log.recorded_sha256(backup.path))
+            checked = verify_backup(backup.path, expected=plan.expected_sha256)
+            if not checked.ok:
+                result.findings.append(f"the backup fails its check: {checked.error}")
+                return result
+            with unpacked_backup(backup.path, backup.compression) as (plain, _):
+                _restore_new_file(plan, plain, config.busy_timeout)
+            result.restore_s = round(time.monotonic() - began, 3)
+            began = time.monotonic()
+            result.findings += _compare_with_live(config, db, target, result)
+            result.check_s = round(time.monotonic() - began, 3)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    except BackupError as exc:
+        result.findings.append(exc.message)
+    except (OSError, sqlite3.Error) as exc:
+        result.findings.append(as_backup_error(exc, backup.path, "drilling").message)
+    limit = dt.timedelta(hours=config.max_age_hours) + CHECK_GRACE
+    if result.backup_age_s > limit.total_seconds():
+        result.findings.append(f"the newest backup is {_format_age(result.backup_age_s)} old")
+    result.status = "failed" if result.findings else "ok"
+    return result
+
+
+def _schema(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
+    rows = conn.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+    ).fetchall()
+    return {(kind, name): " ".join((sql or "").split()) for kind, name, sql in rows}
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _compare_with_live(
+    config: Config, db: DatabaseSpec, restored: Path, result: DrillResult
+) -> list[str]:
+    """What is wrong with the restored copy: SQLite's checks, its schema and row counts
+    against the live database (when there is one still), and any table that does not read
+    end to end."""
+    findings: list[str] = []
+    copy = sqlite3.connect(sqlite_uri(restored, "ro"), uri=True)
+    live = (
+        sqlite3.connect(sqlite_uri(db.path, "ro"), uri=True, timeout=config.busy_timeout)
+        if db.path.exists()
+        else None  # the database is gone: the backup is all there is, and is checked alone
+    )
+    result.compared = live is not None
+    try:
+        problems = [row[0] for row in copy.execute("PRAGMA integrity_check(20)")]
+        if problems != ["ok"]:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            findings.append(f"integrity_check: {'; '.join(problems[:3])}{more}")
+        violations = copy.execute("PRAGMA foreign_key_check").fetchall()
+        if violations:
+            tables = sorted({row[0] for row in violations})
+            findings.append(
+                f"foreign_key_check: {len(violations)} row(s) point at nothing "
+                f"(in {', '.join(tables)})"
+            )
+        ours = _schema(copy)
+        theirs = _schema(live) if live is not None else ours
+        for kind, name in sorted(set(theirs) - set(ours)):
+            findings.append(f"{kind} {name} of the live database is missing from the backup")
+        for kind, name in sorted(set(ours) - set(theirs)):
+            findings.append(f"{kind} {name} of the backup is not in the live database")
+        for key in sorted(set(ours) & set(theirs)):
+            if ours[key] != theirs[key]:
+                findings.append(f"{key[0]} {key[1]} differs from the live database's")
+        floor = 1 - config.max_shrink_percent / 100
+        for kind, name in sorted(ours):
+            if kind != "table" or ours[(kind, name)].upper().startswith("CREATE VIRTUAL"):
+                continue
+            result.tables += 1
+            try:
+                rows = sum(1 for _ in copy.execute(f"SELECT * FROM {_quote(name)}"))
+            except sqlite3.Error as exc:
+                findings.append(f"table {name} does not read to its end: {exc}")
+                continue
+            result.rows_read += rows
+            if live is None or (kind, name) not in theirs:
+                continue
+            (live_rows,) = live.execute(f"SELECT COUNT(*) FROM {_quote(name)}").fetchone()
+            if rows < live_rows * floor:
+                findings.append(
+                    f"table {name} has {rows:,} rows in the backup, {live_rows:,} in the live "
+                    f"database (more than {config.max_shrink_percent:g}% fewer)"
+                )
+    finally:
+        copy.close()
+        if live is not None:
+            live.close()
+    return findings
+
+
+def drill_due(config: Config, log: RunLog, *, now: dt.datetime) -> bool:
+    """True when automatic drills are on and no drill passed in ``drill_every_days``."""
+    if config.drill_every_days <= 0:
+        return False
+    last = log.last_good_drill()
+    return last is None or now - last >= dt.timedelta(days=config.drill_every_days)
+
+
+def render_drill(record: dict[str, Any], symbols: Symbols) -> str:
+    """The drill's short report: one block per database."""
+    lines = []
+    for drill in record["drills"]:
+        name, status = drill["database"], drill["status"]
+        if status == "skipped":
+            lines.append(f"{symbols.info} {name}: skipped (the database is not present)")
+            continue
+        backup = Path(drill["backup"]).name if drill["backup"] else "-"
+        if status == "ok":
+            lines.append(
+                f"{symbols.ok} {name}: {backup} restored in {drill['restore_s']:.1f} s, "
+                f"{drill['tables']} table(s) and {drill['rows_read']:,} rows read, "
+                + (
+                    "schema and row counts match the live database"
+                    if drill.get("compared")
+                    else "not compared: the live database is not there"
+                )
+            )
+        else:
+            lines.append(f"{symbols.fail} {name}: the drill of {backup} failed")
+        lines += [f"   - {finding}" for finding in drill["findings"]]
+    passed = record["status"] == "ok"
+    lines.append(
+        f"{symbols.ok} Restore drill passed"
+        if passed
+        else f"{symbols.fail} Restore drill FAILED: the newest backup would not bring the app back"
+    )
+    return "\n".join(lines)
+
+
+# ======================================================================================
 # Reports
 # ======================================================================================
 
@@ -4436,7 +4787,25 @@ def collect_history(log: RunLog, limit: int) -> list[dict[str, Any]]:
     """The newest ``limit`` per-database results of the log, newest first."""
     rows = []
     for run in reversed(log.runs):
-        if run.get("kind", "backup") != "backup":
+        if run.get("kind") == "drill":
+            rows += [
+                {
+                    "time": run.get("started_at"),
+                    "action": "drill",
+                    "database": drill.get("database"),
+                    "file": _text_or_none(drill.get("backup")),
+                    "size_bytes": None,
+                    "status": drill.get("status"),
+                    "error": "; ".join(str(f) for f in drill.get("findings") or [])
+                    or (
+                        "the database is not present" if drill.get("status") == "skipped" else None
+                    ),
+                    "trigger": run.get("trigger"),
+                }
+                for drill in run.get("drills") or []
+                if isinstance(drill, dict)
+            ]
+        elif run.get("kind", "backup") != "backup":
             rows.append(
                 {
                     "time": run.get("started_at"),
@@ -4510,6 +4879,8 @@ def render_history(rows: Sequence[dict[str, Any]], symbols: Symbols) -> str:
         detail = Path(row["file"]).name if row["file"] else (row["error"] or "")
         if row.get("action") == "restore":
             detail = f"restored from {detail}"
+        elif row.get("action") == "drill":
+            detail = f"restore drill of {detail}" if row["file"] else f"restore drill: {detail}"
         if row["file"] and row["error"]:
             detail += f" ({row['error']})"
         lines.append(
@@ -4537,6 +4908,7 @@ def collect_stats(
         for result in run.get("results", []):
             if result.get("database") in outcomes and result.get("status") in ("ok", "failed"):
                 outcomes[result["database"]].append(result["status"])
+    drills = log.drills()
     databases = []
     seen_files: set[tuple[int, int]] = set()
     folder_bytes = 0
@@ -4550,6 +4922,7 @@ def collect_stats(
                 unique += backup.size
         folder_bytes += unique
         results = outcomes[db.name]
+        drill, drilled = drills.get(db.name, ({}, None))
         try:
             db_size: int | None = db.path.stat().st_size
         except OSError:
@@ -4569,6 +4942,9 @@ def collect_stats(
                 "oldest_at": _iso(files[-1].taken_at.astimezone()) if files else None,
                 "runs_in_window": len(results),
                 "success_rate": (results.count("ok") / len(results)) if results else None,
+                "last_drill_status": drill.get("status"),
+                "last_drill_at": _iso(drilled) if drilled else None,
+                "last_drill_findings": drill.get("findings"),
             }
         )
     try:
@@ -4651,6 +5027,15 @@ def render_stats(stats: dict[str, Any], symbols: Symbols) -> str:
                 f"  success rate over {stats['keep_days']} days: {db['success_rate'] * 100:.1f}% "
                 f"of {db['runs_in_window']} run(s)"
             )
+        drilled = parse_iso(db.get("last_drill_at"))
+        if drilled is not None:
+            mark = symbols.ok if db["last_drill_status"] == "ok" else symbols.fail
+            lines.append(
+                f"  {mark} last restore drill: {drilled:%Y-%m-%d %H:%M:%S}, "
+                f"{db['last_drill_status']}"
+            )
+        else:
+            lines.append(f"  {symbols.info} no restore drill yet (--drill)")
     lines.append(f"Backup folder: {stats['backup_dir']}")
     lines.append(f"  size: {_format_size(stats['backup_dir_bytes'])}")
     if stats["disk_total_bytes"]:
@@ -4811,11 +5196,30 @@ def _rule_shrank(ci: _CheckInput, db: DatabaseSpec, figures: dict[str, Any]) -> 
     return []
 
 
+def _rule_drill(ci: _CheckInput, db: DatabaseSpec, figures: dict[str, Any]) -> list[Problem]:
+    """The last restore drill of this database failed, or the last good one is too old."""
+    drill, started = ci.log.drills().get(db.name, ({}, None))
+    if drill.get("status") == "failed":
+        findings = "; ".join(str(f) for f in drill.get("findings") or [])
+        return [(CheckStatus.CRITICAL, f"{db.name}: the last restore drill failed: {findings}")]
+    limit = dt.timedelta(days=ci.config.max_drill_age)
+    if started is not None:
+        if ci.now - started > limit:
+            age = _format_age((ci.now - started).total_seconds())
+            return [(CheckStatus.WARNING, f"{db.name}: the last restore drill was {age} ago")]
+        return []
+    first = ci.log.first_run_at()
+    if not ci.backups[db.name] or first is None or ci.now - first <= limit:
+        return []  # a new install: the first drill is not due yet
+    return [(CheckStatus.WARNING, f"{db.name}: no restore drill in the run log: run --drill")]
+
+
 _DATABASE_RULES = (
     _rule_missing_or_stale,
     _rule_newest_damaged,
     _rule_last_run_failed,
     _rule_shrank,
+    _rule_drill,
 )
 
 
@@ -4956,6 +5360,112 @@ def render_check(check: dict[str, Any]) -> str:
             f"{_format_size(check['disk_free_bytes'])} free"
         )
     return "\n".join(lines)
+
+
+# --- Metrics for Prometheus ---
+
+
+def _metric_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_metrics(config: Config, log: RunLog, *, now: dt.datetime) -> str:
+    """The backups' state in Prometheus' text format (for node_exporter's textfile
+    collector): per database the newest backup, the last run and the last restore drill;
+    the backup folder's size and share of its disk."""
+    stats = collect_stats(config, log, now=now)
+    last_runs: dict[str, tuple[dict[str, Any], dt.datetime | None]] = {}
+    for run in log.backup_runs():
+        for result in run.get("results", []):
+            if result.get("status") in ("ok", "failed"):
+                last_runs[str(result.get("database"))] = (result, parse_iso(run.get("started_at")))
+    drills = log.drills()
+    families: list[tuple[str, str, list[tuple[str, float]]]] = []
+
+    def family(name: str, text: str, samples: list[tuple[str, float]]) -> None:
+        families.append((f"database_backup_{name}", text, samples))
+
+    per_db: dict[str, list[tuple[str, float]]] = {
+        key: []
+        for key in (
+            "backups",
+            "newest_backup_timestamp_seconds",
+            "newest_backup_size_bytes",
+            "last_run_success",
+            "last_run_timestamp_seconds",
+            "last_run_duration_seconds",
+            "last_drill_success",
+            "last_drill_timestamp_seconds",
+        )
+    }
+    for db in stats["databases"]:
+        label = f'{{database="{_metric_label(db["database"])}"}}'
+        per_db["backups"].append((label, db["backups"]))
+        newest = parse_iso(db["newest_at"])
+        if newest is not None:
+            per_db["newest_backup_timestamp_seconds"].append((label, newest.timestamp()))
+            per_db["newest_backup_size_bytes"].append((label, db["newest_size_bytes"]))
+        result, started = last_runs.get(db["database"], ({}, None))
+        if started is not None:
+            per_db["last_run_success"].append((label, int(result.get("status") == "ok")))
+            per_db["last_run_timestamp_seconds"].append((label, started.timestamp()))
+            duration = result.get("duration_s")
+            if isinstance(duration, (int, float)):
+                per_db["last_run_duration_seconds"].append((label, duration))
+        drill, drilled = drills.get(db["database"], ({}, None))
+        if drilled is not None:
+            per_db["last_drill_success"].append((label, int(drill.get("status") == "ok")))
+            per_db["last_drill_timestamp_seconds"].append((label, drilled.timestamp()))
+    texts = {
+        "backups": "Backups of the database in the backup folder.",
+        "newest_backup_timestamp_seconds": "When the newest backup was taken (Unix time).",
+        "newest_backup_size_bytes": "Size of the newest backup.",
+        "last_run_success": "1 when the last run backed the database up, 0 when it failed.",
+        "last_run_timestamp_seconds": "When the last run that backed up the database began.",
+        "last_run_duration_seconds": "How long the last backup of the database took.",
+        "last_drill_success": "1 when the last restore drill passed, 0 when it failed.",
+        "last_drill_timestamp_seconds": "When the last restore drill of the database began.",
+    }
+    for key, samples in per_db.items():
+        family(key, texts[key], samples)
+    family(
+        "folder_size_bytes",
+        "Bytes the backup folder holds, links counted once.",
+        [("", stats["backup_dir_bytes"])],
+    )
+    if stats["disk_share_percent"] is not None:
+        family(
+            "folder_disk_share_ratio",
+            "The backup folder's share of its disk (0 to 1).",
+            [("", stats["disk_share_percent"] / 100)],
+        )
+        family(
+            "disk_free_bytes",
+            "Free bytes on the backup folder's disk.",
+            [("", stats["disk_free_bytes"])],
+        )
+    family("metrics_timestamp_seconds", "When these metrics were written.", [("", now.timestamp())])
+    lines = []
+    for name, text, samples in families:
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge"]
+        lines += [f"{name}{label} {float(value)!r}" for label, value in samples]
+    return "\n".join(lines) + "\n"
+
+
+def write_metrics(config: Config, io: Output) -> None:
+    """Write --metrics, atomically and readable by the collector; a failure is a warning."""
+    if config.metrics is None:
+        return
+    try:
+        text = render_metrics(config, RunLog.read(config.log_file), now=_now_local())
+        _atomic_write(config.metrics, text.encode("utf-8"), mode=0o644)
+    except (OSError, BackupError) as exc:
+        error = (
+            exc
+            if isinstance(exc, BackupError)
+            else describe_os_error(exc, config.metrics, "writing")
+        )
+        io.warn(f"metrics not written: {error.message}")
 
 
 # ======================================================================================
@@ -5298,6 +5808,11 @@ def build_parser() -> argparse.ArgumentParser:
     act("--verify", nargs="*", metavar="FILE", help="check backups (all when none named)")
     act("--restore", metavar="FILE", help="put a backup back into its database, safely")
     act("--check", action="store_true", help="one health verdict for monitoring (Nagios style)")
+    act(
+        "--drill",
+        action="store_true",
+        help="restore each newest backup into a scratch folder and check it against the app",
+    )
     act("--schedule", action="store_true", help="stay running; back up daily at the --at times")
     act("--windows-task", action="store_true", help=f"write {BATCH_FILE_NAME}; print schtasks")
     act("--cron", action="store_true", help="print crontab lines and how to install them")
@@ -5382,7 +5897,9 @@ class Output:
         self.say(text)
 
 
-def _cmd_run(config: Config, args: argparse.Namespace, io: Output) -> int:
+def _cmd_run(
+    config: Config, args: argparse.Namespace, io: Output, stop: StopFlag | None = None
+) -> int:
     sym = io.symbols
     rule = "=" * 72
     if not args.json:
@@ -5415,9 +5932,7 @@ def _cmd_run(config: Config, args: argparse.Namespace, io: Output) -> int:
     )
     for warning in report.warnings:
         io.warn(warning)
-    if args.json:
-        io.print_json(report.to_json())
-    else:
+    if not args.json:
         ok = [r for r in report.results if r.status == "ok"]
         pruned = [p for r in report.results for p in r.pruned]
         for path in pruned:
@@ -5458,7 +5973,23 @@ def _cmd_run(config: Config, args: argparse.Namespace, io: Output) -> int:
         io.say(f"   old backups pruned: {len(pruned)}")
         io.say(f"   folder: {config.backup_dir}")
         io.say(rule)
-    return ExitCode.FAILED if report.failed else ExitCode.OK
+    failed, drill = report.failed, None
+    # A scheduled run (never a manual one) that succeeded also drills a restore when one is
+    # due; not after a failed backup (it has its own alert) nor once a stop was requested.
+    if (
+        args.trigger != TRIGGERS[0]
+        and not failed
+        and not (stop is not None and stop.requested)
+        and drill_due(config, RunLog.read(config.log_file), now=_now_local())
+    ):
+        drill = drill_databases(config, trigger=args.trigger)
+        failed = drill["status"] == "failed"
+        if not args.json:
+            io.say(render_drill(drill, io.symbols))
+    if args.json:
+        io.print_json({**report.to_json(), "drill": drill})
+    write_metrics(config, io)
+    return ExitCode.FAILED if failed else ExitCode.OK
 
 
 def _cmd_history(config: Config, args: argparse.Namespace, io: Output) -> int:
@@ -5524,7 +6055,7 @@ def _cmd_schedule(config: Config, args: argparse.Namespace, io: Output) -> int:
         job_args = argparse.Namespace(**{**vars(args), "trigger": trigger, "json": False})
         stop.busy = True
         try:
-            _cmd_run(config, job_args, io)
+            _cmd_run(config, job_args, io, stop)
         except BackupError as exc:
             _print_error(io, exc)
         except Exception as exc:  # noqa: BLE001 - the scheduler must survive anything
@@ -5755,7 +6286,20 @@ def _cmd_check(config: Config, args: argparse.Namespace, io: Output) -> int:
         io.print_json(check)
     else:
         io.say(render_check(check))
+    write_metrics(config, io)
     return check["exit_code"]
+
+
+def _cmd_drill(config: Config, args: argparse.Namespace, io: Output) -> int:
+    record = drill_databases(config, trigger=args.trigger)
+    for warning in record.get("warnings", []):
+        io.warn(warning)
+    if args.json:
+        io.print_json(record)
+    else:
+        io.say(render_drill(record, io.symbols))
+    write_metrics(config, io)
+    return ExitCode.FAILED if record["status"] == "failed" else ExitCode.OK
 
 
 def _cmd_keygen(config: Config, args: argparse.Namespace, io: Output) -> int:
@@ -5804,6 +6348,7 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace, Output], int]] = {
     "verify": _cmd_verify,
     "restore": _cmd_restore,
     "check": _cmd_check,
+    "drill": _cmd_drill,
     "keygen": _cmd_keygen,
     "decrypt": _cmd_decrypt,
 }
@@ -5812,7 +6357,7 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace, Output], int]] = {
 # Action options and the actions they mean something to; any other action refuses them,
 # so that "--run --target x" is not mistaken for something it does not do.
 _ACTION_OPTIONS: dict[str, tuple[str, ...]] = {
-    "json": ("run", "history", "stats", "verify", "restore", "check", "show_config"),
+    "json": ("run", "history", "stats", "verify", "restore", "check", "show_config", "drill"),
     "limit": ("history",),
     "quick": ("verify",),
     "target": ("restore",),
@@ -5821,7 +6366,7 @@ _ACTION_OPTIONS: dict[str, tuple[str, ...]] = {
     "yes": ("restore",),
     "allow_unlogged": ("restore",),
     "allow_other_database": ("restore",),
-    "trigger": ("run",),
+    "trigger": ("run", "drill"),
     "python": ("windows_task", "cron"),
 }
 

@@ -351,7 +351,8 @@ def mounted_tmpfs(folder: Path, size: str = "2m") -> Iterator[Path]:
 
 
 class Webhook:
-    """An HTTP server on 127.0.0.1 that records each POST and answers with ``status``."""
+    """An HTTP server on 127.0.0.1 that records each POST (and GET: heartbeats) and answers
+    with ``status``."""
 
     def __init__(self) -> None:
         self.status = 200
@@ -363,6 +364,7 @@ class Webhook:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 hook.requests.append(
                     {
+                        "method": self.command,
                         "path": self.path,
                         "content_type": self.headers.get("Content-Type", ""),
                         "body": body,
@@ -373,6 +375,8 @@ class Webhook:
                 self.send_header("Content-Length", "11")
                 self.end_headers()
                 self.wfile.write(b'{"ok":true}')
+
+            do_GET = do_POST  # noqa: N815 - http.server's naming
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass

@@ -680,9 +680,11 @@ def far_from_now() -> str:
 
 
 def run_log(app: App) -> list[dict]:
+    """The backup runs logged (a scheduled run's restore drill is logged as its own entry)."""
     if not app.log_file.exists():
         return []
-    return json.loads(app.log_file.read_text(encoding="utf-8"))["runs"]
+    runs = json.loads(app.log_file.read_text(encoding="utf-8"))["runs"]
+    return [run for run in runs if run.get("kind", "backup") == "backup"]
 
 
 def temp_files(folder: Path) -> list[str]:
@@ -705,6 +707,13 @@ def test_schedule_with_no_backups_backs_up_within_seconds_and_keeps_running(
     assert process.running(), process.describe()
     assert len(app.backups("pet_painting.db")) == 1
     assert [run["trigger"] for run in run_log(app)] == ["schedule"]
+    # The first scheduled run also proves the restore: no drill has passed yet.
+    entries = json.loads(app.log_file.read_text(encoding="utf-8"))["runs"]
+    assert [(e.get("kind", "backup"), e["status"]) for e in entries] == [
+        ("backup", "ok"),
+        ("drill", "ok"),
+    ]
+    assert "Restore drill passed" in process.stdout
 
 
 @posix_only
