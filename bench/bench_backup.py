@@ -1159,6 +1159,40 @@ def markdown_table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def print_report(
+    header: Sequence[str],
+    sections: Sequence[tuple[str, Sequence[Sequence[str]], Sequence[str]]],
+) -> None:
+    """A benchmark's report, sections of (title, table, notes): as text, then as markdown for
+    bench/README.md (a section without a table shows its notes as a code block)."""
+    for line in header:
+        print(line)
+    for title, table, notes in sections:
+        print(f"\n== {title}")
+        if table:
+            print(text_table(table))
+        for note in notes:
+            print(note)
+    print("\n---- markdown ----\n")
+    print("```")
+    for line in header:
+        print(line)
+    print("```")
+    for title, table, notes in sections:
+        print(f"\n### {title}\n")
+        if table:
+            print(markdown_table(table))
+            if notes:
+                print()
+                for note in notes:
+                    print(f"- {note}")
+        elif notes:
+            print("```")
+            for note in notes:
+                print(note)
+            print("```")
+
+
 def _numeric(cell: str) -> bool:
     return cell.replace(",", "").replace(".", "", 1).replace("-", "", 1).isdigit()
 
@@ -1342,32 +1376,7 @@ def print_results(
             table = None
             notes = list(data)
         rendered.append((title, table, notes))
-    for line in header:
-        print(line)
-    for title, table, notes in rendered:
-        print(f"\n== {title}")
-        if table:
-            print(text_table(table))
-        for note in notes:
-            print(note)
-    print("\n---- markdown ----\n")
-    print("```")
-    for line in header:
-        print(line)
-    print("```")
-    for title, table, notes in rendered:
-        print(f"\n### {title}\n")
-        if table:
-            print(markdown_table(table))
-            if notes:
-                print()
-                for note in notes:
-                    print(f"- {note}")
-        elif notes:
-            print("```")
-            for note in notes:
-                print(note)
-            print("```")
+    print_report(header, rendered)
 
 
 if __name__ == "__main__":

@@ -61,13 +61,12 @@ from bench_backup import (  # noqa: E402 - found through the path set above
     check_ok,
     file_system_of,
     log,
-    markdown_table,
     module_identity,
     parse_size,
+    print_report,
     run_child,
     size_label,
     stop_launcher,
-    text_table,
 )
 
 BACKUP_NAME = "bench.db.20250101_030000.bak"
@@ -445,22 +444,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     table = render(rows)
     notes = render_targets(rows) + startup
     title = f"Encryption and decryption, median of {args.trials} alternating trials"
-    for line in header:
-        print(line)
-    print(f"\n== {title}")
-    print(text_table(table))
-    for note in notes:
-        print(note)
-    print("\n---- markdown ----\n")
-    print("```")
-    for line in header:
-        print(line)
-    print("```")
-    print(f"\n### {title}\n")
-    print(markdown_table(table))
-    print()
-    for note in notes:
-        print(f"- {note}")
+    print_report(header, [(title, table, notes)])
     return 0
 
 

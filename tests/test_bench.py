@@ -117,3 +117,26 @@ def test_bench_encrypt_times_the_tool_beside_age_and_cleans_up(tmp_path: Path) -
     assert "1M: encrypt, tool / age = " in markdown
     assert "encrypt peak RSS " in markdown
     assert not workdir.exists()  # without --keep, the files and the key go
+
+
+def test_bench_drill_times_the_drill_beside_a_restore_and_cleans_up(tmp_path: Path) -> None:
+    workdir = tmp_path / "work"
+    markdown = run_bench(
+        "bench_drill.py",
+        "--size-mb",
+        "2",
+        "--rounds",
+        "1",
+        "--workdir",
+        str(workdir),
+        cwd=tmp_path,
+    )
+    commands = ["--drill", "--restore", "cp+fsync"]
+    if shutil.which("sqlite3"):
+        commands.append("sqlite3 .backup")
+    for command in commands:
+        assert f"| 2M | {command} |" in markdown
+    assert "2M: --drill / --restore = " in markdown
+    assert "the drill's split, medians of its 1 timed runs" in markdown
+    assert "restore_s " in markdown and "check_s " in markdown
+    assert not workdir.exists()  # the app, its backup and the outputs all go
