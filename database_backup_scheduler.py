@@ -151,6 +151,276 @@ class ExitCode(enum.IntEnum):
 
 
 # ======================================================================================
+# Texts: every message for people, in English and Simplified Chinese
+# ======================================================================================
+
+LANGUAGES = ("en", "zh")
+
+# Message id -> (English, Chinese), with the same named placeholders in both. Messages for
+# people are Text values rendered in the operator's language where they are shown; the run
+# log and JSON keep English (str() of a Text), so they read the same on every machine.
+TEXTS: dict[str, tuple[str, str]] = {
+    # The command line's frame: errors, hints, warnings.
+    "cli.error": ("error: {message}", "错误：{message}"),
+    "cli.hint": ("hint: {hint}", "提示：{hint}"),
+    "cli.warning": ("warning: {message}", "警告：{message}"),
+    "cli.interrupted": ("interrupted", "已中断"),
+    "cli.choose_action": (
+        "choose an action, e.g. --run (see --help)",
+        "请选择一个操作，例如 --run（见 --help）",
+    ),
+    "cli.with_default": ("{help} (default: {default})", "{help}（默认：{default}）"),
+    # --run
+    "run.title": ("Database backup - {time}", "开始执行数据库备份任务 - {time}"),
+    "run.backed_up": (
+        "{database}: {file} ({size:,} bytes)",
+        "备份成功：{database} → {file}（{size:,} 字节）",
+    ),
+    "run.backed_up_unchanged": (
+        "{database}: {file} ({size:,} bytes, unchanged: shares the previous file)",
+        "备份成功：{database} → {file}（{size:,} 字节，未变化：与上一个备份共用同一文件）",
+    ),
+    "run.skipped": (
+        "{database}: skipped ({source} not present)",
+        "{database}：已跳过（{source} 不存在）",
+    ),
+    "run.lock_wait": (
+        "another run holds the lock; waiting for it to finish",
+        "另一次运行正持有锁，等待它结束",
+    ),
+    "run.pruned": ("pruned {file}", "已删除旧备份：{file}"),
+    "run.copy_resent": (
+        "{file} at {destination} was damaged; sent again",
+        "{destination} 上的 {file} 已损坏，已重新发送",
+    ),
+    "run.copies": (
+        "copies at {destination}: {copied} copied, {pruned} pruned",
+        "{destination} 的副本：复制 {copied} 个，清理 {pruned} 个",
+    ),
+    "run.copies_encrypted": (
+        "copies at {destination}: {copied} copied (age-encrypted), {pruned} pruned",
+        "{destination} 的副本：复制 {copied} 个（age 加密），清理 {pruned} 个",
+    ),
+    "run.copy_failed": (
+        "copy to {destination} failed: {error}",
+        "复制到 {destination} 失败：{error}",
+    ),
+    "run.damaged_backup": (
+        "damaged backup {file}: {problem}; it was not sent anywhere",
+        "备份已损坏：{file}：{problem}；它没有被发送到任何地方",
+    ),
+    "run.damaged_backup_hint": (
+        "run --verify to see every damaged backup; delete this one (a newer backup or a "
+        "destination's copy is sound) or put a good copy back under its name",
+        "运行 --verify 查看所有损坏的备份；删除这个（较新的备份或异地副本是完好的），"
+        "或把一个完好的副本以同样的名字放回",
+    ),
+    "run.finished": ("Backup finished", "备份任务完成"),
+    "run.finished_with_failures": ("Backup finished with failures", "备份任务完成，但有失败"),
+    "run.summary_made": (
+        "backups made: {count}, {written:,} new bytes on disk",
+        "备份文件数：{count}（新占用磁盘 {written:,} 字节）",
+    ),
+    "run.summary_made_linked": (
+        "backups made: {count} ({linked} unchanged, sharing the previous file), "
+        "{written:,} new bytes on disk",
+        "备份文件数：{count}（其中 {linked} 个未变化，与上一个备份共用同一文件），"
+        "新占用磁盘 {written:,} 字节",
+    ),
+    "run.summary_size": (
+        "total size: {size:,} bytes ({mb:.2f} MB)",
+        "总大小：{size:,} 字节（{mb:.2f} MB）",
+    ),
+    "run.summary_pruned": ("old backups pruned: {count}", "删除旧备份：{count}"),
+    "run.nothing_pruned": ("no old backups to prune", "没有需要清理的旧备份"),
+    "run.summary_folder_files": ("backup folder: {files} files", "备份目录总文件：{files}"),
+    "run.summary_folder_size": (
+        "backup folder size: {size:,} bytes ({mb:.2f} MB), hard links counted once",
+        "备份目录总大小：{size:,} 字节（{mb:.2f} MB，硬链接只计一次）",
+    ),
+    "run.summary_path": ("folder: {path}", "备份目录：{path}"),
+    # Errors and their hints
+    "error.database_missing": ("database {path} does not exist", "数据库 {path} 不存在"),
+    "error.database_missing_hint": (
+        "check the path, or mark it optional in the config file",
+        "请检查路径，或在配置文件中把它标为可选（required: false）",
+    ),
+    "error.locked": (
+        "another run holds the lock {path} (waited {seconds:g} s)",
+        "另一次运行正持有锁 {path}（已等待 {seconds:g} 秒）",
+    ),
+    "error.locked_hint": (
+        "let it finish, or raise --lock-timeout",
+        "请等它结束，或调大 --lock-timeout",
+    ),
+    "error.config_missing": ("config file {path} does not exist", "配置文件 {path} 不存在"),
+    "error.config_missing_hint": ("check --config", "请检查 --config"),
+    # --drill
+    "drill.skipped": (
+        "{database}: skipped (the database is not present)",
+        "{database}：已跳过（数据库不存在）",
+    ),
+    "drill.passed": (
+        "{database}: {file} restored in {seconds:.1f} s, {tables} table(s) and {rows:,} rows "
+        "read, schema and row counts match the live database",
+        "{database}：{file} 恢复用时 {seconds:.1f} 秒，读取 {tables} 个表共 {rows:,} 行，"
+        "表结构和行数与线上数据库一致",
+    ),
+    "drill.passed_alone": (
+        "{database}: {file} restored in {seconds:.1f} s, {tables} table(s) and {rows:,} rows "
+        "read, not compared: the live database is not there",
+        "{database}：{file} 恢复用时 {seconds:.1f} 秒，读取 {tables} 个表共 {rows:,} 行，"
+        "未比较：线上数据库不存在",
+    ),
+    "drill.failed": ("{database}: the drill of {file} failed", "{database}：{file} 的恢复演练失败"),
+    "drill.all_passed": ("Restore drill passed", "恢复演练通过"),
+    "drill.any_failed": (
+        "Restore drill FAILED: the newest backup would not bring the app back",
+        "恢复演练失败：最新的备份无法让应用恢复",
+    ),
+    # --help
+    "help.usage_tail": ("(e.g. --run; see --help)", "（例如 --run；见 --help）"),
+    "help.description": (
+        "Verified, rotated backups of a web app's SQLite databases.",
+        "为网站应用的 SQLite 数据库做经过校验、按期轮换的备份。",
+    ),
+    "help.epilog": (
+        "Exit codes: 0 ok; 1 a backup, verify or restore failed; 2 bad usage or "
+        "configuration; 75 another run holds the lock. --check: 0 OK, 1 WARNING, "
+        "2 CRITICAL, 3 UNKNOWN.",
+        "退出码：0 成功；1 备份、校验或恢复失败；2 用法或配置有误；75 另一次运行正持有锁。"
+        "--check：0 OK，1 WARNING，2 CRITICAL，3 UNKNOWN。",
+    ),
+    "help.actions": ("actions (choose one)", "操作（选一个）"),
+    "help.run": (
+        "back up every database now, prune, log the run",
+        "立即备份所有数据库，清理旧备份，记录本次运行",
+    ),
+    "help.history": ("show recent backups, newest first", "显示最近的备份，最新的在前"),
+    "help.stats": ("show counts, sizes, ages, disk budget", "显示数量、大小、时间和磁盘预算"),
+    "help.verify": ("check backups (all when none named)", "校验备份（未指定文件时校验全部）"),
+    "help.restore": ("put a backup back into its database, safely", "把备份安全地恢复到它的数据库"),
+    "help.check": (
+        "one health verdict for monitoring (Nagios style)",
+        "给监控用的一个健康结论（Nagios 格式）",
+    ),
+    "help.drill": (
+        "restore each newest backup into a scratch folder and check it against the app",
+        "把每个最新备份恢复到临时文件夹，并对照应用的数据库检查（恢复演练）",
+    ),
+    "help.schedule": (
+        "stay running; back up daily at the --at times",
+        "持续运行，每天在 --at 指定的时间备份",
+    ),
+    "help.windows_task": ("write {batch}; print schtasks", "生成 {batch}，并给出 schtasks 命令"),
+    "help.cron": ("print crontab lines and how to install them", "给出 crontab 行及安装方法"),
+    "help.show_config": ("print the effective settings as JSON", "以 JSON 显示生效的设置"),
+    "help.keygen": (
+        "write a new age identity for --encrypt-to to FILE",
+        "为 --encrypt-to 生成新的 age 私钥，写入 FILE",
+    ),
+    "help.decrypt": (
+        "decrypt an off-site copy (--identity, --output)",
+        "解密一个异地副本（--identity、--output）",
+    ),
+    "help.settings": ("settings (override the config file)", "设置（覆盖配置文件）"),
+    "help.config": ("JSON settings", "JSON 设置文件"),
+    "help.far": ("off-site copies and alerts", "异地副本与告警"),
+    "help.action_options": ("action options", "操作选项"),
+    "help.json": ("print one JSON document", "输出一个 JSON 文档"),
+    "help.limit": ("--history rows", "--history 显示的行数"),
+    "help.quick": ("--verify with quick_check (faster)", "--verify 用 quick_check（更快）"),
+    "help.target": ("--restore into this database", "--restore 恢复到这个数据库"),
+    "help.identity": (
+        "--verify, --restore, --decrypt a .age file",
+        "--verify、--restore、--decrypt .age 文件所用的私钥",
+    ),
+    "help.output": ("--decrypt into this new file", "--decrypt 解密到这个新文件"),
+    "help.yes": ("--restore without asking", "--restore 时不再询问"),
+    "help.allow_unlogged": (
+        "--restore --yes a file the run log does not know",
+        "--restore --yes 运行日志中没有记录的文件",
+    ),
+    "help.allow_other_database": (
+        "--restore --yes a backup of another database",
+        "--restore --yes 另一个数据库的备份",
+    ),
+    "help.trigger": ("--run: recorded in the run log", "--run：记入运行日志的触发方式"),
+    "help.python": (
+        "interpreter for the .bat or crontab (this one)",
+        ".bat 或 crontab 使用的 Python 解释器（默认当前这个）",
+    ),
+    "help.debug": ("show tracebacks", "显示完整的错误堆栈"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Text:
+    """A message for people: its id in TEXTS and its named values, rendered in a language
+    where it is shown. ``str()`` is the English text (for the run log and JSON)."""
+
+    key: str
+    values: tuple[tuple[str, Any], ...] = ()
+
+    def render(self, lang: str) -> str:
+        english, chinese = TEXTS[self.key]
+        values = {name: render_text(value, lang) for name, value in self.values}
+        return (chinese if lang == "zh" else english).format(**values)
+
+    def __str__(self) -> str:
+        return self.render("en")
+
+
+def text(key: str, **values: Any) -> Text:
+    """The message ``key`` of TEXTS with its values (a value may be a Text itself)."""
+    return Text(key, tuple(values.items()))
+
+
+def render_text(value: Any, lang: str) -> Any:
+    """``value`` in ``lang`` when it is a Text; anything else as it is."""
+    return value.render(lang) if isinstance(value, Text) else value
+
+
+def language_of_locale(name: str) -> str | None:
+    """ "zh" for a Simplified Chinese locale name (zh_CN.UTF-8, zh-SG, zh_Hans), "en" for any
+    other (Traditional Chinese too, until it has its own texts), None for an empty one."""
+    base = name.split(".")[0].split("@")[0].replace("-", "_").casefold()
+    if not base:
+        return None
+    if base in ("zh", "zh_cn", "zh_sg", "chinese") or base.startswith("zh_hans"):
+        return "zh"
+    return "en"
+
+
+def _windows_ui_language() -> str | None:
+    """The Windows user's display language (GetUserDefaultUILanguage), as a language."""
+    if os.name != "nt":
+        return None
+    import ctypes  # pragma: no cover - Windows only
+
+    langid = ctypes.windll.kernel32.GetUserDefaultUILanguage()  # pragma: no cover
+    # Primary language 0x04 is Chinese; sub-languages 0x02 (PRC) and 0x04 (Singapore) are
+    # Simplified, 0x01/0x03/0x05 (Taiwan, Hong Kong, Macao) Traditional.
+    if langid & 0x3FF == 0x04:  # pragma: no cover
+        return "zh" if langid >> 10 in (0x02, 0x04) else "en"
+    return "en"  # pragma: no cover
+
+
+def detect_language(
+    environ: dict[str, str] | os._Environ[str],
+    windows_ui: Callable[[], str | None] = _windows_ui_language,
+) -> str:
+    """The operator's language when none is chosen: the first of LANGUAGE, LC_ALL,
+    LC_MESSAGES and LANG that is set (as gettext reads them); else, on Windows, the user's
+    display language; else English."""
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        found = language_of_locale(environ.get(name, "").split(":")[0])  # LANGUAGE: a list
+        if found is not None:
+            return found
+    return windows_ui() or "en"
+
+
+# ======================================================================================
 # Errors
 # ======================================================================================
 
@@ -159,12 +429,19 @@ class BackupError(Exception):
     """A failure the operator can act on: a message naming the file, and a hint with the fix."""
 
     def __init__(
-        self, message: str, *, exit_code: int = ExitCode.FAILED, hint: str | None = None
+        self,
+        message: str | Text,
+        *,
+        exit_code: int = ExitCode.FAILED,
+        hint: str | Text | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(str(message))
+        # ``message`` and ``hint`` are English (the run log's); ``text`` and ``hint_text``
+        # are shown in the operator's language.
+        self.text, self.hint_text = message, hint
+        self.message = str(message)
         self.exit_code = int(exit_code)
-        self.hint = hint
+        self.hint = None if hint is None else str(hint)
 
 
 class VerificationFailed(BackupError):
@@ -175,7 +452,7 @@ class DatabaseDamaged(BackupError):
     """SQLite reports a database as damaged, or as no database at all."""
 
 
-def _usage_error(message: str, hint: str | None = None) -> BackupError:
+def _usage_error(message: str | Text, hint: str | Text | None = None) -> BackupError:
     return BackupError(message, exit_code=ExitCode.USAGE, hint=hint)
 
 
@@ -440,6 +717,8 @@ class Setting:
     group: str = "settings"  # or "far": off-site copies and alerts
     passed_on: bool = True  # given as a flag, a generated .bat or crontab line repeats it
     secret: bool = False  # may hold a secret: never written into a task, URLs masked
+    zh: str = ""  # the help in Chinese (the catalog test asks for it)
+    shown_zh: str | None = None  # shown_default in Chinese, where it is words
 
     @property
     def option(self) -> str:
@@ -449,12 +728,13 @@ class Setting:
     def attribute(self) -> str:
         return self.dest or self.key
 
-    def help_text(self) -> str:
-        """The help line, with the default named once, from the table."""
-        shown = self.shown_default
+    def help_text(self, lang: str = "en") -> str:
+        """The help line in ``lang``, with the default named once, from the table."""
+        shown = self.shown_zh if lang == "zh" and self.shown_zh else self.shown_default
         if shown is None and self.default not in (None, ()):
             shown = f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
-        return f"{self.help} (default: {shown})" if shown else self.help
+        line = self.zh if lang == "zh" else self.help
+        return text("cli.with_default", help=line, default=shown).render(lang) if shown else line
 
 
 _DAYS, _HOURS, _ANY_COUNT = 36500, 87600, 1_000_000
@@ -468,14 +748,70 @@ SETTINGS: tuple[Setting, ...] = (
         flag="--db",
         dest="db",
         shown_default=f"{MAIN_DATABASE}; {ROOT_DATABASE} too when it exists",
+        zh="要备份的数据库，可重复",
+        shown_zh="instance/pet_painting.db；若存在，还有 pet_painting.db",
     ),
-    Setting("backup_dir", "path", DEFAULT_BACKUP_DIR, "where backups go", "DIR"),
-    Setting("log_file", "path", DEFAULT_LOG_FILE, "the run log", "FILE"),
-    Setting("keep_days", "int", 30, "prune backups older than N days", "N", high=_DAYS),
-    Setting("keep_last", "int", 3, "always keep the newest N", "N", low=1, high=_ANY_COUNT),
-    Setting("busy_timeout", "float", 60.0, "wait S seconds for a busy database", "S", high=86400),
-    Setting("lock_timeout", "float", 300.0, "wait S seconds for another run", "S", high=86400),
-    Setting("log_max_runs", "int", 1000, "runs kept in the run log", "N", low=1, high=10**7),
+    Setting(
+        "backup_dir", "path", DEFAULT_BACKUP_DIR, "where backups go", "DIR", zh="备份存放的文件夹"
+    ),
+    Setting("log_file", "path", DEFAULT_LOG_FILE, "the run log", "FILE", zh="运行日志"),
+    Setting(
+        "keep_days",
+        "int",
+        30,
+        "prune backups older than N days",
+        "N",
+        high=_DAYS,
+        zh="删除超过 N 天的备份",
+    ),
+    Setting(
+        "keep_last",
+        "int",
+        3,
+        "always keep the newest N",
+        "N",
+        low=1,
+        high=_ANY_COUNT,
+        zh="始终保留最新的 N 个",
+    ),
+    Setting(
+        "busy_timeout",
+        "float",
+        60.0,
+        "wait S seconds for a busy database",
+        "S",
+        high=86400,
+        zh="数据库忙时最多等待 S 秒",
+    ),
+    Setting(
+        "lock_timeout",
+        "float",
+        300.0,
+        "wait S seconds for another run",
+        "S",
+        high=86400,
+        zh="最多等待另一次运行 S 秒",
+    ),
+    Setting(
+        "log_max_runs",
+        "int",
+        1000,
+        "runs kept in the run log",
+        "N",
+        low=1,
+        high=10**7,
+        zh="运行日志保留的运行次数",
+    ),
+    Setting(
+        "lang",
+        "text",
+        None,
+        "language of the messages",
+        choices=LANGUAGES,
+        shown_default="from LANG, LC_ALL or Windows",
+        zh="提示信息的语言",
+        shown_zh="取自 LANG、LC_ALL 或 Windows",
+    ),
     Setting(
         "run_at",
         "times",
@@ -486,6 +822,7 @@ SETTINGS: tuple[Setting, ...] = (
         dest="at",
         shown_default="03:00",
         passed_on=False,
+        zh="--schedule 每天的备份时间，可重复",
     ),
     Setting(
         "timezone",
@@ -495,10 +832,36 @@ SETTINGS: tuple[Setting, ...] = (
         "AREA/CITY",
         shown_default="the computer's",
         passed_on=False,
+        zh="--at 所用的时区",
+        shown_zh="本机时区",
     ),
-    Setting("keep_daily", "int", 0, "also keep the newest of each of N days", "N", high=_ANY_COUNT),
-    Setting("keep_weekly", "int", 0, "... of each of N ISO weeks", "N", high=_ANY_COUNT),
-    Setting("keep_monthly", "int", 0, "... of each of N months", "N", high=_ANY_COUNT),
+    Setting(
+        "keep_daily",
+        "int",
+        0,
+        "also keep the newest of each of N days",
+        "N",
+        high=_ANY_COUNT,
+        zh="另外保留最近 N 天中每天最新的一个",
+    ),
+    Setting(
+        "keep_weekly",
+        "int",
+        0,
+        "... of each of N ISO weeks",
+        "N",
+        high=_ANY_COUNT,
+        zh="……最近 N 个 ISO 周中每周的",
+    ),
+    Setting(
+        "keep_monthly",
+        "int",
+        0,
+        "... of each of N months",
+        "N",
+        high=_ANY_COUNT,
+        zh="……最近 N 个月中每月的",
+    ),
     Setting(
         "compress",
         "compress",
@@ -506,6 +869,7 @@ SETTINGS: tuple[Setting, ...] = (
         "store backups compressed",
         choices=("gzip", "zstd", "none"),
         shown_default="none",
+        zh="压缩存放备份",
     ),
     Setting(
         "max_age_hours",
@@ -516,6 +880,7 @@ SETTINGS: tuple[Setting, ...] = (
         flag="--max-age",
         high=_HOURS,
         above_zero=True,
+        zh="--check：超过 H 小时的备份视为过期",
     ),
     Setting(
         "max_disk_percent",
@@ -525,6 +890,7 @@ SETTINGS: tuple[Setting, ...] = (
         "P",
         high=100,
         above_zero=True,
+        zh="备份文件夹的空间预算，占所在磁盘的百分比",
     ),
     Setting(
         "max_shrink_percent",
@@ -533,6 +899,7 @@ SETTINGS: tuple[Setting, ...] = (
         "--check: warn when the newest backup shrank by P percent",
         "P",
         high=100,
+        zh="--check：最新备份缩小超过百分之 P 时警告",
     ),
     Setting(
         "drill_every_days",
@@ -542,6 +909,8 @@ SETTINGS: tuple[Setting, ...] = (
         "drill is N days old; 0: never",
         "N",
         high=_DAYS,
+        zh="计划任务的 --run（调度器、任务计划、cron）在上次成功演练已满 N 天时"
+        "也做一次恢复演练；0：从不",
     ),
     Setting(
         "max_drill_age",
@@ -551,6 +920,7 @@ SETTINGS: tuple[Setting, ...] = (
         "D",
         high=_DAYS,
         above_zero=True,
+        zh="--check：上次成功的恢复演练超过 D 天时警告",
     ),
     Setting(
         "metrics",
@@ -559,8 +929,17 @@ SETTINGS: tuple[Setting, ...] = (
         "after each run, drill and check, write Prometheus metrics to FILE",
         "FILE",
         shown_default="",
+        zh="每次运行、演练和检查后把 Prometheus 指标写入 FILE",
     ),
-    Setting("copy_to", "paths", (), "also copy backups to DIR, repeatable", "DIR", group="far"),
+    Setting(
+        "copy_to",
+        "paths",
+        (),
+        "also copy backups to DIR, repeatable",
+        "DIR",
+        group="far",
+        zh="另外把备份复制到 DIR，可重复",
+    ),
     Setting(
         "s3",
         "texts",
@@ -568,6 +947,7 @@ SETTINGS: tuple[Setting, ...] = (
         "also upload to S3 (needs boto3), repeatable",
         "s3://BUCKET/PREFIX",
         group="far",
+        zh="另外上传到 S3（需要 boto3），可重复",
     ),
     Setting(
         "s3_endpoint",
@@ -577,6 +957,7 @@ SETTINGS: tuple[Setting, ...] = (
         "URL",
         shown_default="AWS",
         group="far",
+        zh="兼容 S3 的服务地址（OSS、COS、MinIO、R2）",
     ),
     Setting(
         "s3_profile",
@@ -586,8 +967,20 @@ SETTINGS: tuple[Setting, ...] = (
         "NAME",
         shown_default="the environment",
         group="far",
+        zh="AWS 凭据配置名",
+        shown_zh="取自环境变量",
     ),
-    Setting("s3_region", "text", None, "S3 region", "NAME", shown_default="boto3's", group="far"),
+    Setting(
+        "s3_region",
+        "text",
+        None,
+        "S3 region",
+        "NAME",
+        shown_default="boto3's",
+        group="far",
+        zh="S3 区域",
+        shown_zh="boto3 的默认值",
+    ),
     Setting(
         "s3_addressing",
         "text",
@@ -596,6 +989,8 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("path", "virtual"),
         shown_default="path for an IP or localhost endpoint, else virtual",
         group="far",
+        zh="存储桶写在路径中还是主机名中",
+        shown_zh="IP 或 localhost 地址用 path，否则用 virtual",
     ),
     Setting(
         "encrypt_to",
@@ -605,6 +1000,7 @@ SETTINGS: tuple[Setting, ...] = (
         "repeatable",
         "RECIPIENT",
         group="far",
+        zh="把 age 加密的副本发给 RECIPIENT（age1...、ssh-... 或收件人文件），可重复",
     ),
     Setting(
         "upload_command",
@@ -614,6 +1010,7 @@ SETTINGS: tuple[Setting, ...] = (
         "CMD",
         group="far",
         secret=True,
+        zh="每个备份运行 CMD：{path} {name}，可重复",
     ),
     Setting(
         "upload_timeout",
@@ -624,6 +1021,7 @@ SETTINGS: tuple[Setting, ...] = (
         high=86400,
         above_zero=True,
         group="far",
+        zh="单个上传命令的时限，秒",
     ),
     Setting(
         "notify_url",
@@ -633,9 +1031,26 @@ SETTINGS: tuple[Setting, ...] = (
         "URL",
         group="far",
         secret=True,
+        zh="把摘要 POST 到 URL，可重复",
     ),
-    Setting("notify_on", "text", "failure", "when to alert", choices=NOTIFY_ON, group="far"),
-    Setting("notify_format", "text", "json", "webhook body", choices=NOTIFY_FORMATS, group="far"),
+    Setting(
+        "notify_on",
+        "text",
+        "failure",
+        "when to alert",
+        choices=NOTIFY_ON,
+        group="far",
+        zh="何时告警",
+    ),
+    Setting(
+        "notify_format",
+        "text",
+        "json",
+        "webhook body",
+        choices=NOTIFY_FORMATS,
+        group="far",
+        zh="webhook 消息格式",
+    ),
     Setting(
         "notify_command",
         "text",
@@ -645,6 +1060,7 @@ SETTINGS: tuple[Setting, ...] = (
         shown_default="",
         group="far",
         secret=True,
+        zh="运行 CMD，把 JSON 摘要从标准输入传给它",
     ),
     Setting(
         "heartbeat_url",
@@ -654,6 +1070,7 @@ SETTINGS: tuple[Setting, ...] = (
         "URL",
         group="far",
         secret=True,
+        zh="每次运行后 GET URL（失败时为 URL/fail），例如 healthchecks.io；可重复",
     ),
     Setting(
         "notify_timeout",
@@ -664,6 +1081,7 @@ SETTINGS: tuple[Setting, ...] = (
         high=600,
         above_zero=True,
         group="far",
+        zh="单个 webhook 的时限，秒",
     ),
 )
 SETTING = {setting.key: setting for setting in SETTINGS}
@@ -714,6 +1132,7 @@ class Config:
     notify_command: str | None = DEFAULTS["notify_command"]
     notify_timeout: float = DEFAULTS["notify_timeout"]
     heartbeat_url: tuple[str, ...] = DEFAULTS["heartbeat_url"]
+    lang: str = "en"  # resolved by build_config: the flag, the config file or the environment
     config_file: Path | None = None
     # Settings given as flags, so that a generated .bat or crontab line passes them on.
     from_flags: tuple[str, ...] = ()
@@ -904,13 +1323,15 @@ def load_config_file(path: Path) -> dict[str, Any]:
     """Read a JSON config file into settings, its paths resolved against its own folder."""
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        content = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise _usage_error(f"config file {path} does not exist", "check --config") from None
+        raise _usage_error(
+            text("error.config_missing", path=path), text("error.config_missing_hint")
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise _usage_error(f"cannot read config file {path}: {exc}") from exc
     try:
-        raw = json.loads(text)
+        raw = json.loads(content)
     except ValueError as exc:
         raise _config_error(source, f"not valid JSON ({exc})") from exc
     if not isinstance(raw, dict):
@@ -1000,6 +1421,8 @@ def build_config(
         settings[setting.key] = _setting_from_flag(setting, value, cwd)
         if setting.passed_on:
             from_flags.append(setting.key)
+    if settings.get("lang") is None:
+        settings["lang"] = detect_language(os.environ)
     config = Config(
         app_root=app_root, config_file=config_file, from_flags=tuple(from_flags), **settings
     )
@@ -2411,8 +2834,8 @@ def create_backup(
         )
     if not source.exists():
         raise BackupError(
-            f"database {source} does not exist",
-            hint="check the path, or mark it optional in the config file",
+            text("error.database_missing", path=source),
+            hint=text("error.database_missing_hint"),
         )
 
     def names() -> Iterator[str]:
@@ -3524,6 +3947,7 @@ def sync_destination(
     except Exception as exc:  # noqa: BLE001 - a destination's surprise must not stop the run
         error = as_backup_error(exc, destination.label, "copying to")
         result.status, result.error, result.hint = "failed", error.message, error.hint
+        result.failure = error
     return result
 
 
@@ -3686,9 +4110,13 @@ class BackupResult:
     content_sha256: str | None = None  # of the database bytes; differs from sha256 when packed
     compression: str | None = None
     linked_to: str | None = None  # an unchanged database shares its previous backup's file
+    # The error as raised, to show in the operator's language (the log keeps ``error``).
+    failure: BackupError | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(dataclasses.replace(self, failure=None))
+        del data["failure"]
+        return data
 
 
 class RunLock:
@@ -3717,9 +4145,9 @@ class RunLock:
             if time.monotonic() >= deadline:
                 os.close(fd)
                 raise BackupError(
-                    f"another run holds the lock {self.path} (waited {self.timeout:g} s)",
+                    text("error.locked", path=self.path, seconds=self.timeout),
                     exit_code=ExitCode.LOCKED,
-                    hint="let it finish, or raise --lock-timeout",
+                    hint=text("error.locked_hint"),
                 )
             if not announced and self.on_wait is not None:
                 self.on_wait()
@@ -3933,7 +4361,7 @@ def _announce_failed_run(
     for alert in alerts:
         if alert["status"] != "ok" and isinstance(exc, BackupError):
             undelivered = f"the alert to {alert['target']} failed too: {alert['error']}"
-            exc.hint = f"{exc.hint}; {undelivered}" if exc.hint else undelivered
+            exc.hint = exc.hint_text = f"{exc.hint}; {undelivered}" if exc.hint else undelivered
 
 
 def _copy_off_site(
@@ -4036,6 +4464,7 @@ def _backup_one(
     except Exception as exc:  # noqa: BLE001 - one database's surprise must not stop the others
         error = as_backup_error(exc, db.path, "backing up")
         result.status, result.error, result.hint = "failed", error.message, error.hint
+        result.failure = error
     result.duration_s = round(time.monotonic() - started, 3)
     return result
 
@@ -4720,34 +5149,31 @@ def drill_due(config: Config, log: RunLog, *, now: dt.datetime) -> bool:
     return last is None or now - last >= dt.timedelta(days=config.drill_every_days)
 
 
-def render_drill(record: dict[str, Any], symbols: Symbols) -> str:
-    """The drill's short report: one block per database."""
+def render_drill(record: dict[str, Any], symbols: Symbols, lang: str = "en") -> str:
+    """The drill's short report in ``lang``: one block per database."""
+
+    def tr(key: str, **values: Any) -> str:
+        return text(key, **values).render(lang)
+
     lines = []
     for drill in record["drills"]:
         name, status = drill["database"], drill["status"]
         if status == "skipped":
-            lines.append(f"{symbols.info} {name}: skipped (the database is not present)")
+            lines.append(f"{symbols.info} " + tr("drill.skipped", database=name))
             continue
         backup = Path(drill["backup"]).name if drill["backup"] else "-"
         if status == "ok":
-            lines.append(
-                f"{symbols.ok} {name}: {backup} restored in {drill['restore_s']:.1f} s, "
-                f"{drill['tables']} table(s) and {drill['rows_read']:,} rows read, "
-                + (
-                    "schema and row counts match the live database"
-                    if drill.get("compared")
-                    else "not compared: the live database is not there"
-                )
-            )
+            key = "drill.passed" if drill.get("compared") else "drill.passed_alone"
+            values = {"tables": drill["tables"], "rows": drill["rows_read"]}
+            line = tr(key, database=name, file=backup, seconds=drill["restore_s"], **values)
+            lines.append(f"{symbols.ok} {line}")
         else:
-            lines.append(f"{symbols.fail} {name}: the drill of {backup} failed")
+            lines.append(f"{symbols.fail} " + tr("drill.failed", database=name, file=backup))
         lines += [f"   - {finding}" for finding in drill["findings"]]
-    passed = record["status"] == "ok"
-    lines.append(
-        f"{symbols.ok} Restore drill passed"
-        if passed
-        else f"{symbols.fail} Restore drill FAILED: the newest backup would not bring the app back"
-    )
+    if record["status"] == "ok":
+        lines.append(f"{symbols.ok} " + tr("drill.all_passed"))
+    else:
+        lines.append(f"{symbols.fail} " + tr("drill.any_failed"))
     return "\n".join(lines)
 
 
@@ -4887,6 +5313,19 @@ def render_history(rows: Sequence[dict[str, Any]], symbols: Symbols) -> str:
             f"{when:<19}  {str(row['database']):<22} {size:>12}  {mark} {status:<6} {detail}"
         )
     return "\n".join(lines)
+
+
+def backup_folder_usage(backups: dict[str, list[BackupFile]]) -> tuple[int, int]:
+    """The backup files listed and their bytes on disk, each hard-linked file counted once."""
+    seen: set[tuple[int, int]] = set()
+    count = size = 0
+    for files in backups.values():
+        for backup in files:
+            count += 1
+            if backup.file_id not in seen:
+                seen.add(backup.file_id)
+                size += backup.size
+    return count, size
 
 
 def collect_stats(
@@ -5664,6 +6103,8 @@ def _run_arguments(config: Config) -> list[str]:
     args = ["--run"]
     if config.config_file is not None:
         args += ["--config", str(config.config_file)]
+    if "lang" not in config.from_flags:  # the task speaks the language of who made it
+        args += ["--lang", config.lang]
     for key in config.from_flags:
         setting, value = SETTING[key], getattr(config, key)
         if setting.kind == "databases":
@@ -5781,52 +6222,107 @@ class _ArgumentError(Exception):
     """argparse's complaint about the command line."""
 
 
+# argparse's own messages (its gettext ids) in Chinese; an id missing here (another Python
+# may word one differently) is shown in English.
+_ARGPARSE_ZH = {
+    "usage: ": "用法：",
+    "options": "选项",
+    "show this help message and exit": "显示本帮助并退出",
+    "show program's version number and exit": "显示版本号并退出",
+    "unrecognized arguments: %s": "无法识别的参数：%s",
+    "expected one argument": "需要一个参数",
+    "expected at least one argument": "至少需要一个参数",
+    "argument %(argument_name)s: %(message)s": "参数 %(argument_name)s：%(message)s",
+    "not allowed with argument %s": "不能与参数 %s 同时使用",
+    "invalid choice: %(value)r (choose from %(choices)s)": (
+        "无效的选项：%(value)r（可选：%(choices)s）"
+    ),
+    "invalid %(type)s value: %(value)r": "无效的 %(type)s 值：%(value)r",
+    "ambiguous option: %(option)s could match %(matches)s": (
+        "有歧义的选项：%(option)s 可能是 %(matches)s"
+    ),
+    "ignored explicit argument %r": "忽略了显式参数 %r",
+    "the following arguments are required: %s": "缺少以下参数：%s",
+}
+
+
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser that raises on bad usage, so --check can answer UNKNOWN instead."""
+    """An ArgumentParser that raises on bad usage, so --check can answer UNKNOWN instead,
+    and speaks ``lang``: its own strings come from TEXTS, argparse's from _ARGPARSE_ZH."""
+
+    def __init__(self, *args: Any, lang: str = "en", **kwargs: Any) -> None:
+        self.lang = lang
+        with self._speaking():
+            super().__init__(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def _speaking(self) -> Iterator[None]:
+        # argparse looks its messages up through its module's ``_`` when it needs them; in
+        # Chinese, that lookup goes through the table for as long as the parser works.
+        if self.lang != "zh":
+            yield
+            return
+        english = argparse._  # type: ignore[attr-defined]
+        argparse._ = lambda message: _ARGPARSE_ZH.get(message, english(message))  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            argparse._ = english  # type: ignore[attr-defined]
+
+    def parse_args(self, *args: Any, **kwargs: Any) -> Any:
+        with self._speaking():
+            return super().parse_args(*args, **kwargs)
+
+    def format_usage(self) -> str:
+        with self._speaking():
+            return super().format_usage()
+
+    def format_help(self) -> str:
+        with self._speaking():
+            return super().format_help()
 
     def error(self, message: str) -> NoReturn:
         raise _ArgumentError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line: one action and its options."""
+def build_parser(lang: str = "en") -> argparse.ArgumentParser:
+    """The command line, in ``lang``: one action and its options."""
+
+    def tr(key: str, **values: Any) -> str:
+        return text(key, **values).render(lang)
+
     parser = _Parser(
         prog=SCRIPT_NAME,
-        usage="%(prog)s ACTION [OPTIONS]   (e.g. --run; see --help)",
-        description="Verified, rotated backups of a web app's SQLite databases.",
-        epilog=(
-            "Exit codes: 0 ok; 1 a backup, verify or restore failed; 2 bad usage or "
-            "configuration; 75 another run holds the lock. --check: 0 OK, 1 WARNING, "
-            "2 CRITICAL, 3 UNKNOWN."
-        ),
+        usage="%(prog)s ACTION [OPTIONS]   " + tr("help.usage_tail"),
+        description=tr("help.description"),
+        epilog=tr("help.epilog"),
+        lang=lang,
     )
-    actions = parser.add_argument_group("actions (choose one)").add_mutually_exclusive_group()
+    actions = parser.add_argument_group(tr("help.actions")).add_mutually_exclusive_group()
     act = actions.add_argument
-    act("--run", action="store_true", help="back up every database now, prune, log the run")
-    act("--history", action="store_true", help="show recent backups, newest first")
-    act("--stats", action="store_true", help="show counts, sizes, ages, disk budget")
-    act("--verify", nargs="*", metavar="FILE", help="check backups (all when none named)")
-    act("--restore", metavar="FILE", help="put a backup back into its database, safely")
-    act("--check", action="store_true", help="one health verdict for monitoring (Nagios style)")
-    act(
-        "--drill",
-        action="store_true",
-        help="restore each newest backup into a scratch folder and check it against the app",
-    )
-    act("--schedule", action="store_true", help="stay running; back up daily at the --at times")
-    act("--windows-task", action="store_true", help=f"write {BATCH_FILE_NAME}; print schtasks")
-    act("--cron", action="store_true", help="print crontab lines and how to install them")
-    act("--show-config", action="store_true", help="print the effective settings as JSON")
-    act("--keygen", metavar="FILE", help="write a new age identity for --encrypt-to to FILE")
-    act("--decrypt", metavar="FILE.age", help="decrypt an off-site copy (--identity, --output)")
+    act("--run", action="store_true", help=tr("help.run"))
+    act("--history", action="store_true", help=tr("help.history"))
+    act("--stats", action="store_true", help=tr("help.stats"))
+    act("--verify", nargs="*", metavar="FILE", help=tr("help.verify"))
+    act("--restore", metavar="FILE", help=tr("help.restore"))
+    act("--check", action="store_true", help=tr("help.check"))
+    act("--drill", action="store_true", help=tr("help.drill"))
+    act("--schedule", action="store_true", help=tr("help.schedule"))
+    act("--windows-task", action="store_true", help=tr("help.windows_task", batch=BATCH_FILE_NAME))
+    act("--cron", action="store_true", help=tr("help.cron"))
+    act("--show-config", action="store_true", help=tr("help.show_config"))
+    act("--keygen", metavar="FILE", help=tr("help.keygen"))
+    act("--decrypt", metavar="FILE.age", help=tr("help.decrypt"))
 
-    settings = parser.add_argument_group("settings (override the config file)")
+    settings = parser.add_argument_group(tr("help.settings"))
     settings.add_argument(
-        "--config", metavar="FILE", help=f"JSON settings (default: {DEFAULT_CONFIG_FILE})"
+        "--config",
+        metavar="FILE",
+        help=tr("cli.with_default", help=tr("help.config"), default=DEFAULT_CONFIG_FILE),
     )
-    far = parser.add_argument_group("off-site copies and alerts")
+    far = parser.add_argument_group(tr("help.far"))
     for setting in SETTINGS:
-        options: dict[str, Any] = {"dest": setting.attribute, "help": setting.help_text()}
+        options: dict[str, Any] = {"dest": setting.attribute, "help": setting.help_text(lang)}
         if setting.kind in ("int", "float"):
             options["type"] = int if setting.kind == "int" else float
         if setting.kind in ("databases", "paths", "texts", "urls", "times"):
@@ -5838,54 +6334,55 @@ def build_parser() -> argparse.ArgumentParser:
         group = far if setting.group == "far" else settings
         group.add_argument(setting.option, **options)
 
-    more = parser.add_argument_group("action options").add_argument
-    more("--json", action="store_true", help="print one JSON document")
+    more = parser.add_argument_group(tr("help.action_options")).add_argument
+    more("--json", action="store_true", help=tr("help.json"))
     more(
-        "--limit", type=int, metavar="N", help=f"--history rows (default: {DEFAULT_HISTORY_LIMIT})"
+        "--limit",
+        type=int,
+        metavar="N",
+        help=tr("cli.with_default", help=tr("help.limit"), default=DEFAULT_HISTORY_LIMIT),
     )
-    more("--quick", action="store_true", help="--verify with quick_check (faster)")
-    more("--target", metavar="PATH", help="--restore into this database")
-    more("--identity", metavar="KEYFILE", help="--verify, --restore, --decrypt a .age file")
-    more("--output", metavar="FILE", help="--decrypt into this new file")
-    more("--yes", action="store_true", help="--restore without asking")
-    more(
-        "--allow-unlogged",
-        action="store_true",
-        help="--restore --yes a file the run log does not know",
-    )
-    more(
-        "--allow-other-database",
-        action="store_true",
-        help="--restore --yes a backup of another database",
-    )
+    more("--quick", action="store_true", help=tr("help.quick"))
+    more("--target", metavar="PATH", help=tr("help.target"))
+    more("--identity", metavar="KEYFILE", help=tr("help.identity"))
+    more("--output", metavar="FILE", help=tr("help.output"))
+    more("--yes", action="store_true", help=tr("help.yes"))
+    more("--allow-unlogged", action="store_true", help=tr("help.allow_unlogged"))
+    more("--allow-other-database", action="store_true", help=tr("help.allow_other_database"))
     more(
         "--trigger",
         choices=TRIGGERS,
-        help=f"--run: recorded in the run log (default: {TRIGGERS[0]})",
+        help=tr("cli.with_default", help=tr("help.trigger"), default=TRIGGERS[0]),
     )
-    more("--python", metavar="PATH", help="interpreter for the .bat or crontab (this one)")
-    more("--debug", action="store_true", help="show tracebacks")
+    more("--python", metavar="PATH", help=tr("help.python"))
+    more("--debug", action="store_true", help=tr("help.debug"))
     more("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
 class Output:
-    """Where the CLI writes: stdout for results, stderr for errors and progress."""
+    """Where the CLI writes, in the operator's language: stdout for results, stderr for
+    errors and progress."""
 
-    def __init__(self, out: TextIO, err: TextIO) -> None:
-        self.out, self.err = out, err
+    def __init__(self, out: TextIO, err: TextIO, lang: str = "en") -> None:
+        self.out, self.err, self.lang = out, err, lang
         self.symbols = Symbols.for_stream(out)
+
+    def tr(self, message: str | Text) -> str:
+        """``message`` in this output's language."""
+        return str(render_text(message, self.lang))
 
     # Output is a courtesy and the run log is the record: a closed pipe or console
     # (``| head``, a task whose window closed) never aborts a run.
-    def say(self, text: str = "") -> None:
-        _write_quietly(self.out, text + "\n")
+    def say(self, message: str | Text = "") -> None:
+        _write_quietly(self.out, self.tr(message) + "\n")
 
-    def warn(self, text: str) -> None:
-        _write_quietly(self.err, f"{self.symbols.warn} warning: {text}\n")
+    def warn(self, message: str | Text) -> None:
+        warning = self.tr(text("cli.warning", message=message))
+        _write_quietly(self.err, f"{self.symbols.warn} {warning}\n")
 
-    def error(self, text: str) -> None:
-        _write_quietly(self.err, text + "\n")
+    def error(self, message: str | Text) -> None:
+        _write_quietly(self.err, self.tr(message) + "\n")
 
     def print_json(self, data: Any) -> None:
         text = json.dumps(data, indent=2, ensure_ascii=False)
@@ -5904,30 +6401,40 @@ def _cmd_run(
     rule = "=" * 72
     if not args.json:
         io.say(rule)
-        io.say(f"{sym.start} Database backup - {dt.datetime.now():%Y-%m-%d %H:%M:%S}")
+        io.say(
+            f"{sym.start} "
+            + io.tr(text("run.title", time=f"{dt.datetime.now():%Y-%m-%d %H:%M:%S}"))
+        )
         io.say(rule)
 
     def on_result(result: BackupResult) -> None:
         if args.json:
             return
         if result.status == "ok":
-            shared = ", unchanged: shares the previous file" if result.linked_to else ""
-            io.say(
-                f"{sym.ok} {result.database}: {Path(result.backup or '').name} "
-                f"({result.size_bytes:,} bytes{shared})"
+            key = "run.backed_up_unchanged" if result.linked_to else "run.backed_up"
+            line = text(
+                key,
+                database=result.database,
+                file=Path(result.backup or "").name,
+                size=result.size_bytes or 0,
             )
+            io.say(f"{sym.ok} " + io.tr(line))
         elif result.status == "skipped":
-            io.say(f"{sym.info} {result.database}: skipped ({result.source} not present)")
+            line = text("run.skipped", database=result.database, source=result.source)
+            io.say(f"{sym.info} " + io.tr(line))
         else:
-            io.say(f"{sym.fail} {result.database}: {result.error}")
-            if result.hint:
-                io.say(f"   hint: {result.hint}")
+            failure = result.failure
+            error = failure.text if failure is not None else result.error
+            hint = failure.hint_text if failure is not None else result.hint
+            io.say(f"{sym.fail} {result.database}: " + io.tr(error or ""))
+            if hint:
+                io.say("   " + io.tr(text("cli.hint", hint=hint)))
 
     report = run_backups(
         config,
         trigger=args.trigger,
         on_result=on_result,
-        on_lock_wait=lambda: io.warn("another run holds the lock; waiting for it to finish"),
+        on_lock_wait=lambda: io.warn(text("run.lock_wait")),
         progress_stream=io.err if io.err.isatty() and not args.json else None,
     )
     for warning in report.warnings:
@@ -5936,42 +6443,50 @@ def _cmd_run(
         ok = [r for r in report.results if r.status == "ok"]
         pruned = [p for r in report.results for p in r.pruned]
         for path in pruned:
-            io.say(f"{sym.prune} pruned {os.path.basename(path)}")
-        encrypted = " (age-encrypted)" if config.encrypt_to else ""
+            io.say(f"{sym.prune} " + io.tr(text("run.pruned", file=os.path.basename(path))))
         for far in report.destinations:
             for name in far.damaged_copies:
-                io.say(f"{sym.warn} {name} at {far.destination} was damaged; sent again")
+                line = text("run.copy_resent", file=name, destination=far.destination)
+                io.say(f"{sym.warn} " + io.tr(line))
             if far.status == "ok":
-                io.say(
-                    f"{sym.ok} copies at {far.destination}: {len(far.uploaded)} copied"
-                    f"{encrypted}, {len(far.pruned)} pruned"
+                key = "run.copies_encrypted" if config.encrypt_to else "run.copies"
+                line = text(
+                    key,
+                    destination=far.destination,
+                    copied=len(far.uploaded),
+                    pruned=len(far.pruned),
                 )
+                io.say(f"{sym.ok} " + io.tr(line))
             else:
-                io.say(f"{sym.fail} copy to {far.destination} failed: {far.error}")
+                line = text("run.copy_failed", destination=far.destination, error=far.error)
+                io.say(f"{sym.fail} " + io.tr(line))
                 if far.hint:
-                    io.say(f"   hint: {far.hint}")
+                    io.say("   " + io.tr(text("cli.hint", hint=far.hint)))
         for damaged in report.damaged_backups:
-            io.say(
-                f"{sym.fail} damaged backup {damaged['backup']}: {damaged['problem']}; "
-                "it was not sent anywhere"
-            )
-            io.say(
-                "   hint: run --verify to see every damaged backup; delete this one (a newer "
-                "backup or a destination's copy is sound) or put a good copy back under its name"
-            )
+            line = text("run.damaged_backup", file=damaged["backup"], problem=damaged["problem"])
+            io.say(f"{sym.fail} " + io.tr(line))
+            io.say("   " + io.tr(text("cli.hint", hint=text("run.damaged_backup_hint"))))
+        if not pruned:
+            io.say(f"{sym.info} " + io.tr(text("run.nothing_pruned")))
         io.say(rule)
-        status = (
-            f"{sym.fail} Backup finished with failures"
-            if report.failed
-            else f"{sym.ok} Backup finished"
-        )
-        io.say(status)
+        if report.failed:
+            io.say(f"{sym.fail} " + io.tr(text("run.finished_with_failures")))
+        else:
+            io.say(f"{sym.ok} " + io.tr(text("run.finished")))
+        made = sum(r.size_bytes or 0 for r in ok)
         written = sum(r.size_bytes or 0 for r in ok if not r.linked_to)
         linked = sum(1 for r in ok if r.linked_to)
-        shared = f" ({linked} unchanged, sharing the previous file)" if linked else ""
-        io.say(f"   backups made: {len(ok)}{shared}, {written:,} new bytes on disk")
-        io.say(f"   old backups pruned: {len(pruned)}")
-        io.say(f"   folder: {config.backup_dir}")
+        key = "run.summary_made_linked" if linked else "run.summary_made"
+        io.say("   " + io.tr(text(key, count=len(ok), linked=linked, written=written)))
+        io.say("   " + io.tr(text("run.summary_size", size=made, mb=made / 2**20)))
+        io.say("   " + io.tr(text("run.summary_pruned", count=len(pruned))))
+        files, size = backup_folder_usage(
+            list_backups(config.backup_dir, [db.name for db in config.databases])
+        )
+        io.say("   " + io.tr(text("run.summary_folder_files", files=files)))
+        folder = text("run.summary_folder_size", size=size, mb=size / 2**20)
+        io.say("   " + io.tr(folder))
+        io.say("   " + io.tr(text("run.summary_path", path=config.backup_dir)))
         io.say(rule)
     failed, drill = report.failed, None
     # A scheduled run (never a manual one) that succeeded also drills a restore when one is
@@ -5985,7 +6500,7 @@ def _cmd_run(
         drill = drill_databases(config, trigger=args.trigger)
         failed = drill["status"] == "failed"
         if not args.json:
-            io.say(render_drill(drill, io.symbols))
+            io.say(render_drill(drill, io.symbols, io.lang))
     if args.json:
         io.print_json({**report.to_json(), "drill": drill})
     write_metrics(config, io)
@@ -6297,7 +6812,7 @@ def _cmd_drill(config: Config, args: argparse.Namespace, io: Output) -> int:
     if args.json:
         io.print_json(record)
     else:
-        io.say(render_drill(record, io.symbols))
+        io.say(render_drill(record, io.symbols, io.lang))
     write_metrics(config, io)
     return ExitCode.FAILED if record["status"] == "failed" else ExitCode.OK
 
@@ -6399,9 +6914,9 @@ def _unknown(io: Output, reason: str, *, as_json: bool) -> int:
 
 
 def _print_error(io: Output, exc: BackupError) -> None:
-    io.error(f"{io.symbols.fail} error: {exc.message}")
-    if exc.hint:
-        io.error(f"   hint: {exc.hint}")
+    io.error(f"{io.symbols.fail} " + io.tr(text("cli.error", message=exc.text)))
+    if exc.hint_text:
+        io.error("   " + io.tr(text("cli.hint", hint=exc.hint_text)))
 
 
 def _safe_streams() -> tuple[TextIO, TextIO]:
@@ -6421,28 +6936,43 @@ def _safe_streams() -> tuple[TextIO, TextIO]:
     return sys.stdout, sys.stderr
 
 
+def _language_in_argv(argv: Sequence[str]) -> str | None:
+    """The language a ``--lang`` among the arguments names, if a known one."""
+    for index, arg in enumerate(argv):
+        value = arg[len("--lang=") :] if arg.startswith("--lang=") else None
+        if arg == "--lang" and index + 1 < len(argv):
+            value = argv[index + 1]
+        if value in LANGUAGES:
+            return value
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line, run one action, and turn errors into a message and an exit code."""
     out, err = _safe_streams()
-    io = Output(out, err)
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    # The language is needed before the command line is understood (its errors, --help):
+    # a --lang among the arguments, else the environment's; the config file's comes later.
+    lang = _language_in_argv(argv) or detect_language(os.environ)
+    io = Output(out, err, lang)
+    parser = build_parser(lang)
     try:
         args = parser.parse_args(argv)
     except _ArgumentError as exc:
         if "--check" in argv:
             return _unknown(io, str(exc), as_json="--json" in argv)
         parser.print_usage(err)
-        io.error(f"{SCRIPT_NAME}: error: {exc}")
+        io.error(f"{SCRIPT_NAME}: " + io.tr(text("cli.error", message=str(exc))))
         return ExitCode.USAGE
     action = next((name for name in _COMMANDS if getattr(args, name) not in (None, False)), None)
     if action is None:
         parser.print_usage(err)
-        io.error(f"{SCRIPT_NAME}: error: choose an action, e.g. --run (see --help)")
+        io.error(f"{SCRIPT_NAME}: " + io.tr(text("cli.error", message=text("cli.choose_action"))))
         return ExitCode.USAGE
     try:
         check_action_options(args, action)
         config = build_config(args)
+        io.lang = config.lang
         return _COMMANDS[action](config, args, io)
     except BackupError as exc:
         if args.debug:
@@ -6456,7 +6986,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         for temp in list(_LIVE_TEMP_FILES):
             _remove_temp_file(temp)
-        io.error("interrupted")
+        io.error(text("cli.interrupted"))
         return 130
     except Exception as exc:  # noqa: BLE001 - no traceback reaches the user without --debug
         if args.debug:

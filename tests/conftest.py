@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "database_backup_scheduler.py"
+
+# The tool speaks the language of its environment: the tests (and every process they start)
+# run in English unless a test asks for another, whatever the machine's locale.
+for _name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+    os.environ.pop(_name, None)
+os.environ["LANG"] = "C.UTF-8"
 sys.path.insert(0, str(REPO))
 
 

@@ -897,6 +897,8 @@ def test_cron_prints_a_line_per_at_time_with_absolute_paths(app: App) -> None:
             sys.executable,
             str(app.script.resolve()),
             "--run",
+            "--lang",
+            "en",  # the language of who made the line (the tests run in English)
             "--trigger",
             "cron",
             ">>",

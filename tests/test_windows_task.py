@@ -317,7 +317,7 @@ def test_batch_passes_module_path_with_spaces_as_one_argument_then_run_trigger_t
     run = run_batch(wine, batch, cwd=tmp_path)
 
     assert same_windows_path(run.argv[1], app_folder / MODULE.name), run
-    assert options_of(run.argv[2:]) == {"--run": None, "--trigger": "task"}, run
+    assert options_of(run.argv[2:]) == {"--run": None, "--lang": "en", "--trigger": "task"}, run
 
 
 # A percent sign must reach python as itself, not start a cmd.exe %variable%; a non-ASCII
@@ -342,7 +342,7 @@ def test_batch_passes_absolute_config_path_with_spaces_as_one_argument(
 
     options = options_of(run.argv[2:])
     config_seen = options.pop("--config", None)
-    assert options == {"--run": None, "--trigger": "task"}, run
+    assert options == {"--run": None, "--lang": "en", "--trigger": "task"}, run
     assert config_seen is not None and same_windows_path(config_seen, config_file), run
 
 
