@@ -239,6 +239,148 @@ TEXTS: dict[str, tuple[str, str]] = {
         "备份目录总大小：{size:,} 字节（{mb:.2f} MB，硬链接只计一次）",
     ),
     "run.summary_path": ("folder: {path}", "备份目录：{path}"),
+    # Ages
+    "age.days": ("{days} d {hours} h", "{days} 天 {hours} 小时"),
+    "age.hours": ("{hours} h {minutes} min", "{hours} 小时 {minutes} 分钟"),
+    "age.minutes": ("{minutes} min", "{minutes} 分钟"),
+    # --history
+    "history.empty": (
+        "No backups recorded yet. Run: python database_backup_scheduler.py --run",
+        "还没有备份记录。请运行：python database_backup_scheduler.py --run",
+    ),
+    "history.header": (
+        f"{'time':<19}  {'database':<22} {'size':>12}  status  file / error",
+        f"{'时间':<17}  {'数据库':<19} {'大小':>10}  状态    文件 / 错误",
+    ),
+    "history.restored_from": ("restored from {file}", "从 {file} 恢复"),
+    "history.drill_of": ("restore drill of {detail}", "恢复演练：{detail}"),
+    "history.drill": ("restore drill: {detail}", "恢复演练：{detail}"),
+    # --stats
+    "stats.backups": ("backups: {count}, {size} on disk", "备份：{count} 个，占用磁盘 {size}"),
+    "stats.newest": ("newest:  {time} ({age} ago), {size}", "最新：  {time}（{age}前），{size}"),
+    "stats.oldest": ("oldest:  {time}", "最早：  {time}"),
+    "stats.no_backups": ("no backups yet", "还没有备份"),
+    "stats.success_rate": (
+        "success rate over {days} days: {percent:.1f}% of {runs} run(s)",
+        "{days} 天内成功率：{percent:.1f}%（共 {runs} 次运行）",
+    ),
+    "stats.last_drill_ok": ("last restore drill: {time}, ok", "上次恢复演练：{time}，通过"),
+    "stats.last_drill_failed": (
+        "last restore drill: {time}, failed",
+        "上次恢复演练：{time}，失败",
+    ),
+    "stats.no_drill": ("no restore drill yet (--drill)", "还没有做过恢复演练（--drill）"),
+    "stats.folder": ("Backup folder: {path}", "备份目录：{path}"),
+    "stats.folder_size": ("size: {size}", "大小：{size}"),
+    "stats.disk_share": (
+        "{percent:.2f}% of a {disk} disk (budget {budget:g}%)",
+        "占 {disk} 磁盘的 {percent:.2f}%（预算 {budget:g}%）",
+    ),
+    "stats.free": ("free:  {size}", "可用：{size}"),
+    "stats.copies_at": ("Copies at {destination}", "{destination} 上的副本"),
+    "stats.copy_newest": (
+        "{database}: newest {file} ({age} ago)",
+        "{database}：最新 {file}（{age}前）",
+    ),
+    "stats.copy_last_run_failed": ("last run failed: {error}", "上次运行失败：{error}"),
+    # --schedule
+    "schedule.started": (
+        "Scheduler started: backups daily at {times}. Stop with Ctrl+C.",
+        "调度器已启动：每天 {times} 备份。按 Ctrl+C 停止。",
+    ),
+    "schedule.catch_up": (
+        "No backup from the last 24 hours: backing up now.",
+        "最近 24 小时没有备份：现在就备份。",
+    ),
+    "schedule.here_and_there": ("{when} here, {there} {zone}", "本地 {when}，{zone} {there}"),
+    "schedule.next": ("Next backup: {when} (in {wait})", "下次备份：{when}（{wait}后）"),
+    "schedule.stopped": ("Scheduler stopped.", "调度器已停止。"),
+    "schedule.stopping": (
+        "stopping once the backup in progress has finished; press Ctrl+C again to stop now",
+        "正在进行的备份完成后停止；再按一次 Ctrl+C 立即停止",
+    ),
+    "schedule.unexpected": (
+        "unexpected failure during the backup: {error}",
+        "备份过程中出现意外错误：{error}",
+    ),
+    # --windows-task and --cron
+    "task.wrote": ("Wrote {path}", "已生成 {path}"),
+    "task.create": (
+        "Create the daily task (run in an administrator Command Prompt):",
+        "创建每日任务（在以管理员身份运行的命令提示符中执行）：",
+    ),
+    "task.test": ("Then run it once now to test it:", "然后立即运行一次来测试："),
+    "task.explain_create": (
+        "The first command makes Task Scheduler start the batch file every day at that time, "
+        "replacing a task of the same name; the batch appends its output to {log}.",
+        "第一条命令让“任务计划程序”每天在该时间启动批处理文件（同名任务会被替换）；"
+        "批处理文件把输出追加到 {log}。",
+    ),
+    "task.explain_test": (
+        "The second starts the task at once: afterwards, 'Last Run Result' in Task Scheduler "
+        "should be 0x0, and --history should show the new backup.",
+        "第二条命令立即启动该任务：之后“任务计划程序”中的“上次运行结果”应为 0x0，"
+        "--history 应显示新的备份。",
+    ),
+    "cron.lines": ("crontab line(s): back up daily at {times}", "crontab 行：每天 {times} 备份"),
+    "cron.install": ("Install them for this user with:", "为当前用户安装："),
+    "cron.zone_note": (
+        "Note: cron uses the computer's time zone, not {zone}.",
+        "注意：cron 使用本机时区，而不是 {zone}。",
+    ),
+    # --verify and --restore
+    "verify.none": (
+        "no backups found in {folder}: nothing was verified",
+        "{folder} 中没有找到备份：没有校验任何文件",
+    ),
+    "verify.sha_logged": ("SHA-256 matches the log", "SHA-256 与运行日志一致"),
+    "verify.sha_unlogged": ("SHA-256 not in the log", "运行日志中没有它的 SHA-256"),
+    "verify.ok": ("{integrity}, {known}", "{integrity}，{known}"),
+    "verify.summary": ("{passed} of {total} backup(s) passed", "{total} 个备份中 {passed} 个通过"),
+    "restore.question": (
+        "Replace {target} with {backup}? The app must be stopped.",
+        "用 {backup} 替换 {target}？应用必须已停止。",
+    ),
+    "restore.type_yes": ("Type yes to go on: ", "输入 yes 继续："),
+    "restore.nothing_changed": ("Nothing was changed.", "没有做任何更改。"),
+    "restore.done": ("Restored {target} from {backup}", "已从 {backup} 恢复 {target}"),
+    "restore.moved_aside": ("moved aside, as it was: {path}", "原样移到一旁：{path}"),
+    "restore.kept": (
+        "the replaced database is kept as {path}",
+        "被替换的数据库保存为 {path}",
+    ),
+    "restore.undo": ("to undo: {command}", "撤销方法：{command}"),
+    "restore.start_app": ("start the app again.", "现在可以重新启动应用。"),
+    # --keygen and --decrypt
+    "keygen.wrote": (
+        "Wrote a new age identity (secret key) to {path}",
+        "新的 age 私钥已写入 {path}",
+    ),
+    "keygen.public": ("Public key: {public}", "公钥：{public}"),
+    "keygen.advice": (
+        '  Use it here:  --encrypt-to {public}   (or "encrypt_to" in the config file)\n'
+        "  Then move the identity file OFF this server and keep it in two safe places\n"
+        "  (a password manager, a USB stick in a drawer). Without it the off-site copies\n"
+        "  cannot be read by anyone, you included; the local backups stay plain.",
+        '  在这里使用：--encrypt-to {public}   （或在配置文件中写 "encrypt_to"）\n'
+        "  然后把私钥文件移出这台服务器，保存在两个安全的地方\n"
+        "  （密码管理器、抽屉里的 U 盘）。没有它，任何人（包括你自己）都无法读取异地副本；\n"
+        "  本地备份不加密。",
+    ),
+    "decrypt.done": ("Decrypted {file} into {output}", "已把 {file} 解密为 {output}"),
+    # Alerts (chat bots, mail)
+    "alert.backup": ("database backup", "数据库备份"),
+    "alert.drill": ("restore drill", "恢复演练"),
+    "alert.ok": ("OK: {what} on {host} at {time}", "成功：{host} 上的{what}，{time}"),
+    "alert.failed": ("FAILED: {what} on {host} at {time}", "失败：{host} 上的{what}，{time}"),
+    "alert.drill_failed": ("drill of {database}: {findings}", "{database} 的恢复演练：{findings}"),
+    "alert.error": ("error: {error}", "错误：{error}"),
+    "alert.fix": ("fix: {hint}", "解决：{hint}"),
+    "alert.backed_up": ("{database}: {file} ({size} bytes)", "{database}：{file}（{size} 字节）"),
+    "alert.damaged_backup": (
+        "damaged backup {file}: {problem}; not sent anywhere (run --verify)",
+        "备份已损坏：{file}：{problem}；未发送到任何地方（请运行 --verify）",
+    ),
     # Errors and their hints
     "error.database_missing": ("database {path} does not exist", "数据库 {path} 不存在"),
     "error.database_missing_hint": (
@@ -507,16 +649,16 @@ def _format_size(size: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _format_age(seconds: float) -> str:
+def _format_age(seconds: float, lang: str = "en") -> str:
     seconds = max(0, int(seconds))
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes = rest // 60
     if days:
-        return f"{days} d {hours} h"
+        return text("age.days", days=days, hours=hours).render(lang)
     if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min"
+        return text("age.hours", hours=hours, minutes=minutes).render(lang)
+    return text("age.minutes", minutes=minutes).render(lang)
 
 
 def mask_url(url: str) -> str:
@@ -3958,53 +4100,65 @@ def sync_destination(
 NOTIFY_COMMAND_TIMEOUT_S = 60.0
 
 
-def render_alert_text(run: dict[str, Any]) -> str:
-    """A short human summary of a run, for chat bots and mail."""
+def render_alert_text(run: dict[str, Any], lang: str = "en") -> str:
+    """A short human summary of a run in ``lang``, for chat bots and mail (the details a run
+    logged, errors among them, are quoted as logged)."""
+
+    def tr(key: str, **values: Any) -> str:
+        return text(key, **values).render(lang)
+
     failed = run.get("status") == "failed"
-    what = "restore drill" if run.get("kind") == "drill" else "database backup"
-    lines = [
-        f"{'FAILED' if failed else 'OK'}: {what} on {run.get('host')} at {run.get('started_at')}"
-    ]
+    what = tr("alert.drill" if run.get("kind") == "drill" else "alert.backup")
+    head = "alert.failed" if failed else "alert.ok"
+    lines = [tr(head, what=what, host=run.get("host"), time=run.get("started_at"))]
     for drill in run.get("drills") or []:
         if isinstance(drill, dict) and drill.get("status") == "failed":
             findings = "; ".join(str(f) for f in drill.get("findings") or [])
-            lines.append(f"- drill of {drill.get('database')}: {findings}")
+            lines.append(
+                "- " + tr("alert.drill_failed", database=drill.get("database"), findings=findings)
+            )
     if run.get("error"):  # the run stopped with an error (or never started)
-        lines.append(f"- error: {run.get('error')}")
+        lines.append("- " + tr("alert.error", error=run.get("error")))
         if run.get("hint"):
-            lines.append(f"  fix: {run.get('hint')}")
+            lines.append("  " + tr("alert.fix", hint=run.get("hint")))
     for result in run.get("results", []):
         if result.get("status") == "failed":
             lines.append(f"- {result.get('database')}: {result.get('error')}")
         elif result.get("status") == "ok":
             lines.append(
-                f"- {result.get('database')}: {Path(str(result.get('backup'))).name} "
-                f"({result.get('size_bytes')} bytes)"
+                "- "
+                + tr(
+                    "alert.backed_up",
+                    database=result.get("database"),
+                    file=Path(str(result.get("backup"))).name,
+                    size=result.get("size_bytes"),
+                )
             )
     for result in run.get("destinations", []):
+        destination = result.get("destination")
         for name in result.get("damaged_copies") or []:
-            lines.append(f"- {name} at {result.get('destination')} was damaged; sent again")
+            lines.append("- " + tr("run.copy_resent", file=name, destination=destination))
         if result.get("status") == "failed":
-            lines.append(f"- copy to {result.get('destination')}: {result.get('error')}")
+            error = result.get("error")
+            lines.append("- " + tr("run.copy_failed", destination=destination, error=error))
     for damaged in run.get("damaged_backups") or []:
         if isinstance(damaged, dict):
-            lines.append(
-                f"- damaged backup {damaged.get('backup')}: {damaged.get('problem')}; "
-                "not sent anywhere (run --verify)"
-            )
+            values = {"file": damaged.get("backup"), "problem": damaged.get("problem")}
+            lines.append("- " + tr("alert.damaged_backup", **values))
     return "\n".join(lines)
 
 
-def render_alert(run: dict[str, Any], fmt: str) -> dict[str, Any]:
-    """The webhook body in the format a chat bot expects (``json``: the whole run)."""
-    text = render_alert_text(run)
+def render_alert(run: dict[str, Any], fmt: str, lang: str = "en") -> dict[str, Any]:
+    """The webhook body in the format a chat bot expects, its text in ``lang`` (``json``: the
+    whole run as logged, in English, beside that text)."""
+    summary = render_alert_text(run, lang)
     if fmt == "dingtalk" or fmt == "wecom":
-        return {"msgtype": "text", "text": {"content": text}}
+        return {"msgtype": "text", "text": {"content": summary}}
     if fmt == "feishu":
-        return {"msg_type": "text", "content": {"text": text}}
+        return {"msg_type": "text", "content": {"text": summary}}
     if fmt == "slack":
-        return {"text": text}
-    return {"event": "database_backup", "text": text, "run": run}
+        return {"text": summary}
+    return {"event": "database_backup", "text": summary, "run": run}
 
 
 def should_alert(config: Config, failed: bool) -> bool:
@@ -4061,14 +4215,15 @@ def send_alerts(config: Config, run: dict[str, Any]) -> list[dict[str, Any]]:
     import subprocess
 
     deliveries = []
-    body = json.dumps(render_alert(run, config.notify_format), ensure_ascii=False).encode()
+    body = render_alert(run, config.notify_format, config.lang)
+    body = json.dumps(body, ensure_ascii=False).encode()
     for url in config.notify_url:
         error = http_request(url, body, timeout=config.notify_timeout)
         deliveries.append(
             {"target": mask_url(url), "status": "failed" if error else "ok", "error": error}
         )
     if config.notify_command:
-        summary = json.dumps(render_alert(run, "json"), ensure_ascii=False)
+        summary = json.dumps(render_alert(run, "json", config.lang), ensure_ascii=False)
         delivery = {"target": "command", "status": "ok", "error": None}
         try:
             code, _ = run_command(
@@ -5285,11 +5440,15 @@ def collect_history_from_disk(config: Config, limit: int) -> list[dict[str, Any]
     ]
 
 
-def render_history(rows: Sequence[dict[str, Any]], symbols: Symbols) -> str:
-    """History rows as an aligned text table."""
+def render_history(rows: Sequence[dict[str, Any]], symbols: Symbols, lang: str = "en") -> str:
+    """History rows as an aligned text table, in ``lang`` (errors quoted as logged)."""
+
+    def tr(key: str, **values: Any) -> str:
+        return text(key, **values).render(lang)
+
     if not rows:
-        return "No backups recorded yet. Run: python database_backup_scheduler.py --run"
-    lines = [f"{'time':<19}  {'database':<22} {'size':>12}  status  file / error"]
+        return tr("history.empty")
+    lines = [tr("history.header")]
     for row in rows:
         moment = parse_iso(row["time"])
         when = moment.strftime("%Y-%m-%d %H:%M:%S") if moment else str(row["time"])
@@ -5304,9 +5463,10 @@ def render_history(rows: Sequence[dict[str, Any]], symbols: Symbols) -> str:
         )
         detail = Path(row["file"]).name if row["file"] else (row["error"] or "")
         if row.get("action") == "restore":
-            detail = f"restored from {detail}"
+            detail = tr("history.restored_from", file=detail)
         elif row.get("action") == "drill":
-            detail = f"restore drill of {detail}" if row["file"] else f"restore drill: {detail}"
+            key = "history.drill_of" if row["file"] else "history.drill"
+            detail = tr(key, detail=detail)
         if row["file"] and row["error"]:
             detail += f" ({row['error']})"
         lines.append(
@@ -5445,54 +5605,70 @@ def collect_destinations(config: Config, log: RunLog, *, now: dt.datetime) -> li
     return found
 
 
-def render_stats(stats: dict[str, Any], symbols: Symbols) -> str:
-    """The statistics as text, one block per database and one for the backup folder."""
+def render_stats(stats: dict[str, Any], symbols: Symbols, lang: str = "en") -> str:
+    """The statistics as text in ``lang``, one block per database and one for the folder."""
+
+    def tr(key: str, **values: Any) -> str:
+        return text(key, **values).render(lang)
+
     lines = []
     for db in stats["databases"]:
         lines.append(f"{db['database']}  ({db['source']})")
         if db["backups"]:
-            lines.append(f"  backups: {db['backups']}, {_format_size(db['total_bytes'])} on disk")
+            size = _format_size(db["total_bytes"])
+            lines.append("  " + tr("stats.backups", count=db["backups"], size=size))
             newest = parse_iso(db["newest_at"])
             oldest = parse_iso(db["oldest_at"])
-            lines.append(
-                f"  newest:  {newest:%Y-%m-%d %H:%M:%S} ({_format_age(db['newest_age_s'])} ago), "
-                f"{_format_size(db['newest_size_bytes'])}"
+            line = tr(
+                "stats.newest",
+                time=f"{newest:%Y-%m-%d %H:%M:%S}",
+                age=_format_age(db["newest_age_s"], lang),
+                size=_format_size(db["newest_size_bytes"]),
             )
-            lines.append(f"  oldest:  {oldest:%Y-%m-%d %H:%M:%S}")
+            lines.append("  " + line)
+            lines.append("  " + tr("stats.oldest", time=f"{oldest:%Y-%m-%d %H:%M:%S}"))
         else:
-            lines.append(f"  {symbols.warn} no backups yet")
+            lines.append(f"  {symbols.warn} " + tr("stats.no_backups"))
         if db["success_rate"] is not None:
-            lines.append(
-                f"  success rate over {stats['keep_days']} days: {db['success_rate'] * 100:.1f}% "
-                f"of {db['runs_in_window']} run(s)"
+            line = tr(
+                "stats.success_rate",
+                days=stats["keep_days"],
+                percent=db["success_rate"] * 100,
+                runs=db["runs_in_window"],
             )
+            lines.append("  " + line)
         drilled = parse_iso(db.get("last_drill_at"))
         if drilled is not None:
-            mark = symbols.ok if db["last_drill_status"] == "ok" else symbols.fail
-            lines.append(
-                f"  {mark} last restore drill: {drilled:%Y-%m-%d %H:%M:%S}, "
-                f"{db['last_drill_status']}"
-            )
+            passed = db["last_drill_status"] == "ok"
+            mark = symbols.ok if passed else symbols.fail
+            key = "stats.last_drill_ok" if passed else "stats.last_drill_failed"
+            lines.append(f"  {mark} " + tr(key, time=f"{drilled:%Y-%m-%d %H:%M:%S}"))
         else:
-            lines.append(f"  {symbols.info} no restore drill yet (--drill)")
-    lines.append(f"Backup folder: {stats['backup_dir']}")
-    lines.append(f"  size: {_format_size(stats['backup_dir_bytes'])}")
+            lines.append(f"  {symbols.info} " + tr("stats.no_drill"))
+    lines.append(tr("stats.folder", path=stats["backup_dir"]))
+    lines.append("  " + tr("stats.folder_size", size=_format_size(stats["backup_dir_bytes"])))
     if stats["disk_total_bytes"]:
         mark = symbols.ok if stats["within_budget"] else symbols.warn
-        lines.append(
-            f"  {mark} {stats['disk_share_percent']:.2f}% of a "
-            f"{_format_size(stats['disk_total_bytes'])} disk "
-            f"(budget {stats['disk_budget_percent']:g}%)"
+        line = tr(
+            "stats.disk_share",
+            percent=stats["disk_share_percent"],
+            disk=_format_size(stats["disk_total_bytes"]),
+            budget=stats["disk_budget_percent"],
         )
-        lines.append(f"  free:  {_format_size(stats['disk_free_bytes'])}")
+        lines.append(f"  {mark} {line}")
+        lines.append("  " + tr("stats.free", size=_format_size(stats["disk_free_bytes"])))
     for far in stats["destinations"]:
-        lines.append(f"Copies at {far['destination']}")
+        lines.append(tr("stats.copies_at", destination=far["destination"]))
         if far["error"]:
             lines.append(f"  {symbols.warn} {far['error']}")
         for name, newest in far["newest"].items():
-            lines.append(f"  {name}: newest {newest['file']} ({_format_age(newest['age_s'])} ago)")
+            age = _format_age(newest["age_s"], lang)
+            lines.append(
+                "  " + tr("stats.copy_newest", database=name, file=newest["file"], age=age)
+            )
         if far["last_run_status"] == "failed":
-            lines.append(f"  {symbols.fail} last run failed: {far['last_run_error']}")
+            line = tr("stats.copy_last_run_failed", error=far["last_run_error"])
+            lines.append(f"  {symbols.fail} {line}")
     return "\n".join(lines)
 
 
@@ -6054,11 +6230,12 @@ def run_scheduler(
     def local_now() -> dt.datetime:
         return clock().astimezone().replace(tzinfo=None)
 
+    lang = config.lang
     times = ", ".join(config.run_at)
     where = f" {config.timezone}" if config.timezone else ""
-    say(f"Scheduler started: backups daily at {times}{where}. Stop with Ctrl+C.")
+    say(text("schedule.started", times=times + where).render(lang))
     if needs_catch_up(config, now=clock()):
-        say("No backup from the last 24 hours: backing up now.")
+        say(text("schedule.catch_up").render(lang))
         job("schedule")
     # Made after the catch-up, so a time that passed during it is not run again at once.
     timetable = Timetable(config.run_at, zone, local_now())
@@ -6068,8 +6245,10 @@ def run_scheduler(
         when = f"{timetable.next_run:%Y-%m-%d %H:%M:%S}"
         if zone is not None:
             there = timetable.next_run.astimezone().astimezone(zone)
-            when += f" here, {there:%H:%M} {config.timezone}"
-        say(f"Next backup: {when} (in {_format_age(wait + 59)})")
+            when = text(
+                "schedule.here_and_there", when=when, there=f"{there:%H:%M}", zone=config.timezone
+            ).render(lang)
+        say(text("schedule.next", when=when, wait=_format_age(wait + 59, lang)).render(lang))
 
     say_next()
     while not stop.requested:
@@ -6534,7 +6713,7 @@ def _cmd_history(config: Config, args: argparse.Namespace, io: Output) -> int:
             }
         )
     else:
-        io.say(render_history(rows, io.symbols))
+        io.say(render_history(rows, io.symbols, io.lang))
     return ExitCode.OK
 
 
@@ -6546,7 +6725,7 @@ def _cmd_stats(config: Config, args: argparse.Namespace, io: Output) -> int:
     if args.json:
         io.print_json(stats)
     else:
-        io.say(render_stats(stats, io.symbols))
+        io.say(render_stats(stats, io.symbols, io.lang))
     return ExitCode.OK
 
 
@@ -6556,11 +6735,7 @@ def _cmd_show_config(config: Config, args: argparse.Namespace, io: Output) -> in
 
 
 def _cmd_schedule(config: Config, args: argparse.Namespace, io: Output) -> int:
-    stop = StopFlag(
-        on_busy=lambda: io.error(
-            "stopping once the backup in progress has finished; press Ctrl+C again to stop now"
-        )
-    )
+    stop = StopFlag(on_busy=lambda: io.error(text("schedule.stopping")))
     for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), stop.request)
@@ -6574,7 +6749,7 @@ def _cmd_schedule(config: Config, args: argparse.Namespace, io: Output) -> int:
         except BackupError as exc:
             _print_error(io, exc)
         except Exception as exc:  # noqa: BLE001 - the scheduler must survive anything
-            io.error(f"error: unexpected failure during the backup: {exc!r}")
+            io.error(text("cli.error", message=text("schedule.unexpected", error=repr(exc))))
             if args.debug:
                 import traceback
 
@@ -6586,7 +6761,7 @@ def _cmd_schedule(config: Config, args: argparse.Namespace, io: Output) -> int:
         load_timezone(config.timezone)  # fail fast on a missing package or bad zone
     check_run_requirements(config)
     run_scheduler(config, job, stop=stop, say=io.say)
-    io.say("Scheduler stopped.")
+    io.say(text("schedule.stopped"))
     return ExitCode.OK
 
 
@@ -6594,30 +6769,24 @@ def _cmd_windows_task(config: Config, args: argparse.Namespace, io: Output) -> i
     check_run_requirements(config)  # not a task that fails every night
     python = args.python or sys.executable
     batch = config.app_root / BATCH_FILE_NAME
-    text = render_windows_batch(config, python=python)
+    content = render_windows_batch(config, python=python)
     try:
-        _atomic_write(batch, encode_windows_batch(text))
+        _atomic_write(batch, encode_windows_batch(content))
         if os.name == "posix":
             os.chmod(batch, 0o755)
     except OSError as exc:
         raise describe_os_error(exc, batch, "writing") from exc
-    io.say(f"{io.symbols.ok} Wrote {batch}")
+    io.say(f"{io.symbols.ok} " + io.tr(text("task.wrote", path=batch)))
     io.say("")
-    io.say("Create the daily task (run in an administrator Command Prompt):")
+    io.say(text("task.create"))
     commands = render_schtasks_commands(config, batch)
     for line in commands[:-1]:
         io.say(f"  {line}")
-    io.say("Then run it once now to test it:")
+    io.say(text("task.test"))
     io.say(f"  {commands[-1]}")
     io.say("")
-    io.say(
-        "The first command makes Task Scheduler start the batch file every day at that time, "
-        f"replacing a task of the same name; the batch appends its output to {TASK_LOG_FILE_NAME}."
-    )
-    io.say(
-        "The second starts the task at once: afterwards, 'Last Run Result' in Task Scheduler "
-        "should be 0x0, and --history should show the new backup."
-    )
+    io.say(text("task.explain_create", log=TASK_LOG_FILE_NAME))
+    io.say(text("task.explain_test"))
     return ExitCode.OK
 
 
@@ -6628,15 +6797,15 @@ def _cmd_cron(config: Config, args: argparse.Namespace, io: Output) -> int:
     lines = render_cron_lines(
         config, python=args.python or sys.executable, script=Path(__file__).resolve()
     )
-    io.say("# crontab line(s): back up daily at " + ", ".join(config.run_at))
+    io.say("# " + io.tr(text("cron.lines", times=", ".join(config.run_at))))
     for line in lines:
         io.say(line)
     io.say("")
-    io.say("Install them for this user with:")
+    io.say(text("cron.install"))
     for line in lines:
         io.say(f"  (crontab -l 2>/dev/null; printf '%s\\n' {shlex.quote(line)}) | crontab -")
     if config.timezone:
-        io.say(f"Note: cron uses the computer's time zone, not {config.timezone}.")
+        io.say(text("cron.zone_note", zone=config.timezone))
     return ExitCode.OK
 
 
@@ -6652,19 +6821,22 @@ def _cmd_verify(config: Config, args: argparse.Namespace, io: Output) -> int:
     if args.json:
         io.print_json({"ok": not failed, "backups": [r.to_json() for r in results]})
     elif not results:
-        io.say(f"{io.symbols.fail} no backups found in {config.backup_dir}: nothing was verified")
+        io.say(f"{io.symbols.fail} " + io.tr(text("verify.none", folder=config.backup_dir)))
     else:
         for r in results:
-            known = "SHA-256 matches the log" if r.expected_sha256 else "SHA-256 not in the log"
-            text = f"{r.integrity}, {known}" if r.ok else r.error
-            io.say(f"{io.symbols.ok if r.ok else io.symbols.fail} {Path(r.path).name}: {text}")
-        io.say(f"{len(results) - len(failed)} of {len(results)} backup(s) passed")
+            known = text("verify.sha_logged" if r.expected_sha256 else "verify.sha_unlogged")
+            verdict = (
+                io.tr(text("verify.ok", integrity=r.integrity, known=known)) if r.ok else r.error
+            )
+            io.say(f"{io.symbols.ok if r.ok else io.symbols.fail} {Path(r.path).name}: {verdict}")
+        passed = len(results) - len(failed)
+        io.say(text("verify.summary", passed=passed, total=len(results)))
     # No backup at all is a failure too: a daily --verify must not pass on an empty folder.
     return ExitCode.FAILED if failed or not results else ExitCode.OK
 
 
 def _confirm(io: Output, question: str) -> bool:
-    io.out.write(f"{question} Type yes to go on: ")
+    io.out.write(f"{question} " + io.tr(text("restore.type_yes")))
     io.out.flush()
     try:
         # Only the whole word: a stray "y" must not replace a database.
@@ -6756,37 +6928,39 @@ def _restore_confirmed(
         recorded = log.recorded_sha256(config.backup_dir / backup.name)
         plan = dataclasses.replace(plan, encrypted_from=encrypted_from, expected_sha256=recorded)
     risks = _restore_risks(config, plan, args, log.warning)
-    question = f"Replace {plan.target} with {plan.backup.name}? The app must be stopped."
+    question = io.tr(text("restore.question", target=plan.target, backup=plan.backup.name))
     if args.yes:
-        for text, flag, accepted in risks:
+        for risk, flag, accepted in risks:
             if not accepted:
                 raise _usage_error(
-                    f"refusing to restore: {text}; nothing was changed",
+                    f"refusing to restore: {risk}; nothing was changed",
                     f"pick a backup from --history, or add {flag} if you are sure",
                 )
-        for text, _, _ in risks:
-            io.warn(text)
+        for risk, _, _ in risks:
+            io.warn(risk)
     else:
-        question = "".join(f"{io.symbols.warn} {text}.\n" for text, _, _ in risks) + question
+        question = "".join(f"{io.symbols.warn} {risk}.\n" for risk, _, _ in risks) + question
         if not (sys.stdin.isatty() and io.out.isatty()):
             raise _usage_error(
                 "refusing to restore without confirmation: not on a terminal",
                 "stop the app, then run again with --yes",
             )
         if not _confirm(io, question):
-            io.say("Nothing was changed.")
+            io.say(text("restore.nothing_changed"))
             return ExitCode.FAILED
     record = restore_backup(config, plan, lock_held=encrypted_from is not None)
     if args.json:
         io.print_json(record)
         return ExitCode.OK
-    io.say(f"{io.symbols.ok} Restored {plan.target} from {plan.backup.name}")
+    restored = text("restore.done", target=plan.target, backup=plan.backup.name)
+    io.say(f"{io.symbols.ok} " + io.tr(restored))
     for path in record["moved_aside"]:
-        io.say(f"   moved aside, as it was: {path}")
+        io.say("   " + io.tr(text("restore.moved_aside", path=path)))
     if record["safety_copy"] and record["safety_copy"] not in record["moved_aside"]:
-        io.say(f"   the replaced database is kept as {record['safety_copy']}")
-        io.say(f"   to undo: {_undo_command(config, record['safety_copy'], plan.target)}")
-    io.say("   start the app again.")
+        io.say("   " + io.tr(text("restore.kept", path=record["safety_copy"])))
+        undo = _undo_command(config, record["safety_copy"], plan.target)
+        io.say("   " + io.tr(text("restore.undo", command=undo)))
+    io.say("   " + io.tr(text("restore.start_app")))
     return ExitCode.OK
 
 
@@ -6820,13 +6994,10 @@ def _cmd_drill(config: Config, args: argparse.Namespace, io: Output) -> int:
 def _cmd_keygen(config: Config, args: argparse.Namespace, io: Output) -> int:
     path = _resolve(args.keygen, Path.cwd())
     public = write_identity(path, now=_now_local())
-    io.say(f"{io.symbols.ok} Wrote a new age identity (secret key) to {path}")
-    io.say(f"Public key: {public}")
+    io.say(f"{io.symbols.ok} " + io.tr(text("keygen.wrote", path=path)))
+    io.say(text("keygen.public", public=public))
     io.say("")
-    io.say(f'  Use it here:  --encrypt-to {public}   (or "encrypt_to" in the config file)')
-    io.say("  Then move the identity file OFF this server and keep it in two safe places")
-    io.say("  (a password manager, a USB stick in a drawer). Without it the off-site copies")
-    io.say("  cannot be read by anyone, you included; the local backups stay plain.")
+    io.say(text("keygen.advice", public=public))
     return ExitCode.OK
 
 
@@ -6848,7 +7019,7 @@ def _cmd_decrypt(config: Config, args: argparse.Namespace, io: Output) -> int:
             publish_file(plain, output.parent, [output.name])
         except OSError as exc:
             raise describe_os_error(exc, output, "writing") from exc
-    io.say(f"{io.symbols.ok} Decrypted {source.name} into {output}")
+    io.say(f"{io.symbols.ok} " + io.tr(text("decrypt.done", file=source.name, output=output)))
     return ExitCode.OK
 
 

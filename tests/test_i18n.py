@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SCRIPT, App, assert_no_traceback, make_app
+from conftest import SCRIPT, App, Webhook, assert_no_traceback, make_app
 
 import database_backup_scheduler as dbs
 
@@ -25,7 +25,8 @@ def fields(template: str) -> set[str]:
 
 
 def has_chinese(value: str) -> bool:
-    return re.search(r"[\u4e00-\u9fff]", value) is not None
+    """Chinese characters or Chinese (full-width) punctuation."""
+    return re.search(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]", value) is not None
 
 
 # -- the catalog ------------------------------------------------------------------------------
@@ -216,3 +217,38 @@ def test_generated_task_and_crontab_line_pass_the_language_on(app: App) -> None:
     batch = (app.root / dbs.BATCH_FILE_NAME).read_bytes().decode("ascii", "replace")
     assert '--lang "zh"' in batch
     assert "--lang zh" in cron.stdout
+
+
+def test_dingtalk_alert_reads_in_chinese(app: App, webhook: Webhook) -> None:
+    result = app.run(
+        "--run",
+        "--db",
+        "instance/pet_painting.db",
+        "--db",
+        "missing=does/not/exist.db",
+        "--notify-url",
+        webhook.url(),
+        "--notify-format",
+        "dingtalk",
+        env=ZH,
+    )
+
+    assert result.returncode == 1
+    (body,) = webhook.bodies
+    assert body["msgtype"] == "text"
+    content = body["text"]["content"]
+    assert content.startswith("失败：") and "数据库备份" in content
+    assert "字节）" in content  # the database that was backed up, in Chinese
+
+
+def test_json_alert_keeps_the_run_in_english_beside_a_chinese_text(
+    app: App, webhook: Webhook
+) -> None:
+    result = app.run(
+        "--run", "--db", "missing=does/not/exist.db", "--notify-url", webhook.url(), env=ZH
+    )
+
+    assert result.returncode == 1
+    (body,) = webhook.bodies
+    assert body["text"].startswith("失败：")
+    assert body["run"]["status"] == "failed" and not has_chinese(json.dumps(body["run"]))
