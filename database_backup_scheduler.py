@@ -368,6 +368,86 @@ TEXTS: dict[str, tuple[str, str]] = {
         "  本地备份不加密。",
     ),
     "decrypt.done": ("Decrypted {file} into {output}", "已把 {file} 解密为 {output}"),
+    # --check (the status word and perfdata stay as Nagios wants them)
+    "check.no_backup": ("{database}: no backup", "{database}：没有备份"),
+    "check.stale": (
+        "{database}: newest backup is {age} old (limit {limit:g} h)",
+        "{database}：最新备份已是 {age}前（上限 {limit:g} 小时）",
+    ),
+    "check.future": (
+        "{database}: {file} is dated in the future: check the clock",
+        "{database}：{file} 的时间在未来：请检查系统时钟",
+    ),
+    "check.damaged": (
+        "{database}: newest backup is damaged: {damage}",
+        "{database}：最新备份已损坏：{damage}",
+    ),
+    "check.last_run_failed": (
+        "{database}: last run failed: {error}",
+        "{database}：上次运行失败：{error}",
+    ),
+    "check.shrank": (
+        "{database}: newest backup shrank to {percent:.0f}% of the one before (data lost in "
+        "the app?)",
+        "{database}：最新备份缩小到上一个的 {percent:.0f}%（应用丢失了数据？）",
+    ),
+    "check.smaller_than_database": (
+        "{database}: newest backup is {percent:.0f}% of the database's size",
+        "{database}：最新备份只有数据库大小的 {percent:.0f}%",
+    ),
+    "check.drill_failed": (
+        "{database}: the last restore drill failed: {findings}",
+        "{database}：上次恢复演练失败：{findings}",
+    ),
+    "check.drill_old": (
+        "{database}: the last restore drill was {age} ago",
+        "{database}：上次恢复演练是 {age}前",
+    ),
+    "check.no_drill": (
+        "{database}: no restore drill in the run log: run --drill",
+        "{database}：运行日志中没有恢复演练：请运行 --drill",
+    ),
+    "check.held_back": (
+        "damaged backup {file} is held back from off-site copies: run --verify, then delete it "
+        "or put a good copy back under its name",
+        "损坏的备份 {file} 没有发往异地：请运行 --verify，然后删除它或用同名的完好副本替换",
+    ),
+    "check.over_budget": (
+        "backup folder uses {percent:.1f}% of the disk (budget {budget:g}%)",
+        "备份目录占用磁盘 {percent:.1f}%（预算 {budget:g}%）",
+    ),
+    "check.disk_full": (
+        "{free} free on the backup disk, the next backup needs {needed}",
+        "备份磁盘只剩 {free}，下一次备份需要 {needed}",
+    ),
+    "check.copies_error": ("copies at {destination}: {error}", "{destination} 上的副本：{error}"),
+    "check.no_copy": (
+        "{database}: no copy at {destination}",
+        "{database}：{destination} 上没有副本",
+    ),
+    "check.copy_stale": (
+        "{database}: newest copy at {destination} is {age} old",
+        "{database}：{destination} 上最新的副本已是 {age}前",
+    ),
+    "check.ok": ("{count} database(s) backed up", "{count} 个数据库已备份"),
+    "check.ok_newest": (", newest backup {age} old at most", "，最新备份最多 {age}前"),
+    "check.unknown": ("unknown", "未知"),
+    "check.database": (
+        "{database}: {count} backup(s), newest {age} old",
+        "{database}：{count} 个备份，最新的 {age}前",
+    ),
+    "check.last_run": (", last run {status}", "，上次运行 {status}"),
+    "check.list_separator": (", ", "，"),
+    "check.copy_newest": (
+        "{database} newest {file} ({age} old)",
+        "{database} 最新 {file}（{age}前）",
+    ),
+    "check.no_copies_yet": ("none yet", "还没有"),
+    "check.copies_at": ("copies at {destination}: {copies}", "{destination} 上的副本：{copies}"),
+    "check.folder": (
+        "backup folder: {size}, {percent:.2f}% of the disk; {free} free",
+        "备份目录：{size}，占磁盘 {percent:.2f}%；可用 {free}",
+    ),
     # Alerts (chat bots, mail)
     "alert.backup": ("database backup", "数据库备份"),
     "alert.drill": ("restore drill", "恢复演练"),
@@ -649,16 +729,20 @@ def _format_size(size: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _format_age(seconds: float, lang: str = "en") -> str:
+def _age_text(seconds: float) -> Text:
     seconds = max(0, int(seconds))
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes = rest // 60
     if days:
-        return text("age.days", days=days, hours=hours).render(lang)
+        return text("age.days", days=days, hours=hours)
     if hours:
-        return text("age.hours", hours=hours, minutes=minutes).render(lang)
-    return text("age.minutes", minutes=minutes).render(lang)
+        return text("age.hours", hours=hours, minutes=minutes)
+    return text("age.minutes", minutes=minutes)
+
+
+def _format_age(seconds: float, lang: str = "en") -> str:
+    return _age_text(seconds).render(lang)
 
 
 def mask_url(url: str) -> str:
@@ -5707,7 +5791,7 @@ def describe_damage(backup: BackupFile, logged_size: Any) -> str | None:
     return None
 
 
-Problem = tuple[CheckStatus, str]
+Problem = tuple[CheckStatus, Text]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -5729,22 +5813,26 @@ def _rule_missing_or_stale(
     files = ci.backups[db.name]
     if not files:
         needed = db.required or figures["source_size_bytes"] is not None
-        return [(CheckStatus.CRITICAL, f"{db.name}: no backup")] if needed else []
+        return [(CheckStatus.CRITICAL, text("check.no_backup", database=db.name))] if needed else []
     problems: list[Problem] = []
     age = dt.timedelta(seconds=figures["newest_age_s"])
     if age > dt.timedelta(hours=ci.config.max_age_hours) + CHECK_GRACE:
         problems.append(
             (
                 CheckStatus.CRITICAL,
-                f"{db.name}: newest backup is {_format_age(age.total_seconds())} old "
-                f"(limit {ci.config.max_age_hours:g} h)",
+                text(
+                    "check.stale",
+                    database=db.name,
+                    age=_age_text(age.total_seconds()),
+                    limit=ci.config.max_age_hours,
+                ),
             )
         )
     if files[0].taken_at > ci.now.astimezone().replace(tzinfo=None) + CHECK_GRACE:
         problems.append(
             (
                 CheckStatus.WARNING,
-                f"{db.name}: {files[0].path.name} is dated in the future: check the clock",
+                text("check.future", database=db.name, file=files[0].path.name),
             )
         )
     return problems
@@ -5770,7 +5858,7 @@ def _rule_newest_damaged(
         except OSError as exc:
             damage = f"cannot read {newest.path}: {exc.strerror or exc}"
     if damage:
-        return [(CheckStatus.CRITICAL, f"{db.name}: newest backup is damaged: {damage}")]
+        return [(CheckStatus.CRITICAL, text("check.damaged", database=db.name, damage=damage))]
     return []
 
 
@@ -5780,7 +5868,10 @@ def _rule_last_run_failed(
     """The last run that backed up this database failed."""
     last = ci.last_results.get(db.name)
     if last and last.get("status") == "failed":
-        return [(CheckStatus.CRITICAL, f"{db.name}: last run failed: {last.get('error')}")]
+        error = last.get("error")
+        return [
+            (CheckStatus.CRITICAL, text("check.last_run_failed", database=db.name, error=error))
+        ]
     return []
 
 
@@ -5796,16 +5887,22 @@ def _rule_shrank(ci: _CheckInput, db: DatabaseSpec, figures: dict[str, Any]) -> 
         return [
             (
                 CheckStatus.WARNING,
-                f"{db.name}: newest backup shrank to {newest.size * 100 / previous:.0f}% of the "
-                "one before (data lost in the app?)",
+                text(
+                    "check.shrank",
+                    database=db.name,
+                    percent=newest.size * 100 / previous,
+                ),
             )
         ]
     if not newest.compression and source_size and newest.size < source_size * floor:
         return [
             (
                 CheckStatus.WARNING,
-                f"{db.name}: newest backup is {newest.size * 100 / source_size:.0f}% of the "
-                "database's size",
+                text(
+                    "check.smaller_than_database",
+                    database=db.name,
+                    percent=newest.size * 100 / source_size,
+                ),
             )
         ]
     return []
@@ -5816,17 +5913,18 @@ def _rule_drill(ci: _CheckInput, db: DatabaseSpec, figures: dict[str, Any]) -> l
     drill, started = ci.log.drills().get(db.name, ({}, None))
     if drill.get("status") == "failed":
         findings = "; ".join(str(f) for f in drill.get("findings") or [])
-        return [(CheckStatus.CRITICAL, f"{db.name}: the last restore drill failed: {findings}")]
+        failed = text("check.drill_failed", database=db.name, findings=findings)
+        return [(CheckStatus.CRITICAL, failed)]
     limit = dt.timedelta(days=ci.config.max_drill_age)
     if started is not None:
         if ci.now - started > limit:
-            age = _format_age((ci.now - started).total_seconds())
-            return [(CheckStatus.WARNING, f"{db.name}: the last restore drill was {age} ago")]
+            age = _age_text((ci.now - started).total_seconds())
+            return [(CheckStatus.WARNING, text("check.drill_old", database=db.name, age=age))]
         return []
     first = ci.log.first_run_at()
     if not ci.backups[db.name] or first is None or ci.now - first <= limit:
         return []  # a new install: the first drill is not due yet
-    return [(CheckStatus.WARNING, f"{db.name}: no restore drill in the run log: run --drill")]
+    return [(CheckStatus.WARNING, text("check.no_drill", database=db.name))]
 
 
 _DATABASE_RULES = (
@@ -5845,8 +5943,7 @@ def _rule_held_back(ci: _CheckInput) -> list[Problem]:
     return [
         (
             CheckStatus.CRITICAL,
-            f"damaged backup {path} is held back from off-site copies: run --verify, "
-            "then delete it or put a good copy back under its name",
+            text("check.held_back", file=path),
         )
         for path in ci.log.damaged_in_last_run()
         if path not in newest and os.path.lexists(path)
@@ -5861,8 +5958,7 @@ def _rule_disk(ci: _CheckInput) -> list[Problem]:
         problems.append(
             (
                 CheckStatus.WARNING,
-                f"backup folder uses {share:.1f}% of the disk "
-                f"(budget {ci.config.max_disk_percent:g}%)",
+                text("check.over_budget", percent=share, budget=ci.config.max_disk_percent),
             )
         )
     needed = ci.stats["next_backup_bytes"]
@@ -5870,8 +5966,7 @@ def _rule_disk(ci: _CheckInput) -> list[Problem]:
         problems.append(
             (
                 CheckStatus.CRITICAL,
-                f"{_format_size(free)} free on the backup disk, the next backup needs "
-                f"{_format_size(needed)}",
+                text("check.disk_full", free=_format_size(free), needed=_format_size(needed)),
             )
         )
     return problems
@@ -5884,20 +5979,38 @@ def _rule_destinations(ci: _CheckInput) -> list[Problem]:
     for far in ci.stats["destinations"]:
         where = far["destination"]
         if far["error"]:
-            problems.append((CheckStatus.WARNING, f"copies at {where}: {far['error']}"))
+            problems.append(
+                (
+                    CheckStatus.WARNING,
+                    text("check.copies_error", destination=where, error=far["error"]),
+                )
+            )
         if far["last_run_status"] == "failed":
             problems.append(
-                (CheckStatus.WARNING, f"copy to {where} failed: {far['last_run_error']}")
+                (
+                    CheckStatus.WARNING,
+                    text("run.copy_failed", destination=where, error=far["last_run_error"]),
+                )
             )
         for db in ci.config.databases:
             newest = far["newest"].get(db.name)
             if newest is None and ci.backups[db.name] and not far["error"]:
-                problems.append((CheckStatus.WARNING, f"{db.name}: no copy at {where}"))
+                problems.append(
+                    (
+                        CheckStatus.WARNING,
+                        text("check.no_copy", database=db.name, destination=where),
+                    )
+                )
             elif newest is not None and newest["age_s"] > limit.total_seconds():
                 problems.append(
                     (
                         CheckStatus.WARNING,
-                        f"{db.name}: newest copy at {where} is {_format_age(newest['age_s'])} old",
+                        text(
+                            "check.copy_stale",
+                            database=db.name,
+                            destination=where,
+                            age=_age_text(newest["age_s"]),
+                        ),
                     )
                 )
     return problems
@@ -5929,23 +6042,30 @@ def collect_check(config: Config, log: RunLog, *, now: dt.datetime) -> dict[str,
     stats.update(
         status=status.name,
         exit_code=int(status),
-        problems=[{"status": level.name, "message": text} for level, text in problems],
+        # Each message a Text: shown in the operator's language, English in JSON.
+        problems=[{"status": level.name, "message": message} for level, message in problems],
         max_age_hours=config.max_age_hours,
         max_shrink_percent=config.max_shrink_percent,
     )
     return stats
 
 
-def render_check(check: dict[str, Any]) -> str:
-    """A Nagios plugin's output: the verdict on the first line, perfdata after ``|``, details."""
+def render_check(check: dict[str, Any], lang: str = "en") -> str:
+    """A Nagios plugin's output: the verdict (its word as Nagios wants it) on the first line,
+    perfdata after ``|``, details; the words in ``lang``."""
+
+    def tr(key: str, **values: Any) -> str:
+        return text(key, **values).render(lang)
+
     problems = check["problems"]
     if problems:
-        summary = "; ".join(p["message"] for p in problems)
+        summary = "; ".join(str(render_text(p["message"], lang)) for p in problems)
     else:
         ages = [d["newest_age_s"] for d in check["databases"] if d["newest_age_s"] is not None]
-        summary = f"{sum(1 for d in check['databases'] if d['backups'])} database(s) backed up"
+        count = sum(1 for d in check["databases"] if d["backups"])
+        summary = tr("check.ok", count=count)
         if ages:
-            summary += f", newest backup {_format_age(max(ages))} old at most"
+            summary += tr("check.ok_newest", age=_age_text(max(ages)))
     perf = []
     for db in check["databases"]:
         if db["newest_age_s"] is not None:
@@ -5957,23 +6077,30 @@ def render_check(check: dict[str, Any]) -> str:
         )
     lines = [f"{check['status']}: {summary}" + (" | " + " ".join(perf) if perf else "")]
     for db in check["databases"]:
-        age = _format_age(db["newest_age_s"]) if db["newest_age_s"] is not None else "-"
-        lines.append(
-            f"{db['database']}: {db['backups']} backup(s), newest {age} old, last run "
-            f"{db['last_run_status'] or 'unknown'}"
-        )
+        age = _format_age(db["newest_age_s"], lang) if db["newest_age_s"] is not None else "-"
+        status = db["last_run_status"] or tr("check.unknown")
+        line = tr("check.database", database=db["database"], count=db["backups"], age=age)
+        lines.append(line + tr("check.last_run", status=status))
     for far in check.get("destinations", []):
-        copies = ", ".join(
-            f"{name} newest {newest['file']} ({_format_age(newest['age_s'])} old)"
+        copies = tr("check.list_separator").join(
+            tr(
+                "check.copy_newest",
+                database=name,
+                file=newest["file"],
+                age=_age_text(newest["age_s"]),
+            )
             for name, newest in far["newest"].items()
         )
-        lines.append(f"copies at {far['destination']}: {far['error'] or copies or 'none yet'}")
+        shown = far["error"] or copies or tr("check.no_copies_yet")
+        lines.append(tr("check.copies_at", destination=far["destination"], copies=shown))
     if check["disk_free_bytes"] is not None:
-        lines.append(
-            f"backup folder: {_format_size(check['backup_dir_bytes'])}, "
-            f"{check['disk_share_percent']:.2f}% of the disk; "
-            f"{_format_size(check['disk_free_bytes'])} free"
+        line = tr(
+            "check.folder",
+            size=_format_size(check["backup_dir_bytes"]),
+            percent=check["disk_share_percent"],
+            free=_format_size(check["disk_free_bytes"]),
         )
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -6564,13 +6691,14 @@ class Output:
         _write_quietly(self.err, self.tr(message) + "\n")
 
     def print_json(self, data: Any) -> None:
-        text = json.dumps(data, indent=2, ensure_ascii=False)
+        # A Text in the data is English there: JSON reads the same in every language.
+        document = json.dumps(data, indent=2, ensure_ascii=False, default=str)
         try:
-            text.encode(getattr(self.out, "encoding", None) or "ascii")
+            document.encode(getattr(self.out, "encoding", None) or "ascii")
         except (UnicodeEncodeError, LookupError):
             # \uXXXX escapes keep every path intact on a console that cannot show it.
-            text = json.dumps(data, indent=2, ensure_ascii=True)
-        self.say(text)
+            document = json.dumps(data, indent=2, ensure_ascii=True, default=str)
+        self.say(document)
 
 
 def _cmd_run(
@@ -6974,7 +7102,7 @@ def _cmd_check(config: Config, args: argparse.Namespace, io: Output) -> int:
     if args.json:
         io.print_json(check)
     else:
-        io.say(render_check(check))
+        io.say(render_check(check, io.lang))
     write_metrics(config, io)
     return check["exit_code"]
 

@@ -252,3 +252,14 @@ def test_json_alert_keeps_the_run_in_english_beside_a_chinese_text(
     (body,) = webhook.bodies
     assert body["text"].startswith("失败：")
     assert body["run"]["status"] == "failed" and not has_chinese(json.dumps(body["run"]))
+
+
+def test_check_keeps_the_nagios_words_and_speaks_chinese_around_them(app: App) -> None:
+    result = app.run("--check", env=ZH)  # no backup yet: CRITICAL
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("CRITICAL: pet_painting.db：没有备份")
+    json_result = app.run("--check", "--json", env=ZH)
+    problems = json.loads(json_result.stdout)["problems"]
+    assert problems[0] == {"status": "CRITICAL", "message": "pet_painting.db: no backup"}
