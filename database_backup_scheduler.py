@@ -462,6 +462,52 @@ TEXTS: dict[str, tuple[str, str]] = {
         "备份已损坏：{file}：{problem}；未发送到任何地方（请运行 --verify）",
     ),
     # Errors and their hints
+    "error.disk_full": ("disk full while {doing} {path}", "{doing} {path} 时磁盘已满"),
+    "error.disk_full_hint": (
+        "free space on that disk, or lower --keep-days / --keep-last",
+        "请清理该磁盘的空间，或调小 --keep-days / --keep-last",
+    ),
+    "error.no_permission": ("no permission while {doing} {path}", "{doing} {path} 时没有权限"),
+    "error.no_permission_hint": (
+        "run as the user that owns the app's files, or fix the folder's permissions",
+        "请以拥有应用文件的用户运行，或修正文件夹的权限",
+    ),
+    "error.read_only": (
+        "read-only file system while {doing} {path}",
+        "{doing} {path} 时遇到只读文件系统",
+    ),
+    "error.read_only_hint": ("choose a writable --backup-dir", "请选择可写的 --backup-dir"),
+    "error.os": ("{reason} while {doing} {path}", "{doing} {path} 时出错：{reason}"),
+    "error.unexpected_while": (
+        "unexpected error while {doing} {path}: {error}",
+        "{doing} {path} 时出现意外错误：{error}",
+    ),
+    "error.unexpected": ("unexpected error: {error}", "意外错误：{error}"),
+    "error.report_it": (
+        "rerun with --debug and report it",
+        "请加 --debug 重新运行，并报告这个问题",
+    ),
+    "doing.backing_up": ("backing up", "备份"),
+    "doing.compressing": ("compressing", "压缩"),
+    "doing.copying_into": ("copying a backup into", "复制备份到"),
+    "doing.copying_to": ("copying to", "复制到"),
+    "doing.creating": ("creating", "创建"),
+    "doing.creating_temp_folder": ("creating a temporary folder in", "创建临时文件夹于"),
+    "doing.decrypting": ("decrypting", "解密"),
+    "doing.deleting": ("deleting", "删除"),
+    "doing.drilling": ("drilling", "演练恢复"),
+    "doing.encrypting": ("encrypting", "加密"),
+    "doing.listing": ("listing", "列出"),
+    "doing.moving_log_aside": ("moving aside the damaged run log", "移开损坏的运行日志"),
+    "doing.naming": ("naming the new file in", "命名新文件于"),
+    "doing.opening_log_folder": ("opening the folder of the run log", "打开运行日志所在的文件夹"),
+    "doing.opening_lock": ("opening the run lock", "打开运行锁"),
+    "doing.reading_back": ("reading back", "读回"),
+    "doing.verifying": ("verifying", "校验"),
+    "doing.writing": ("writing", "写入"),
+    "doing.writing_copy_into": ("writing a copy into", "写入副本到"),
+    "doing.writing_temp_into": ("writing a temporary file into", "写入临时文件到"),
+    "doing.writing_log": ("writing the run log", "写入运行日志"),
     "error.database_missing": ("database {path} does not exist", "数据库 {path} 不存在"),
     "error.database_missing_hint": (
         "check the path, or mark it optional in the config file",
@@ -603,6 +649,32 @@ def render_text(value: Any, lang: str) -> Any:
     return value.render(lang) if isinstance(value, Text) else value
 
 
+# What an OSError interrupted, as describe_os_error names it (the phrase comes before a path).
+_DOING = {
+    "backing up": text("doing.backing_up"),
+    "compressing": text("doing.compressing"),
+    "copying a backup into": text("doing.copying_into"),
+    "copying to": text("doing.copying_to"),
+    "creating": text("doing.creating"),
+    "creating a temporary folder in": text("doing.creating_temp_folder"),
+    "decrypting": text("doing.decrypting"),
+    "deleting": text("doing.deleting"),
+    "drilling": text("doing.drilling"),
+    "encrypting": text("doing.encrypting"),
+    "listing": text("doing.listing"),
+    "moving aside the damaged run log": text("doing.moving_log_aside"),
+    "naming the new file in": text("doing.naming"),
+    "opening the folder of the run log": text("doing.opening_log_folder"),
+    "opening the run lock": text("doing.opening_lock"),
+    "reading back": text("doing.reading_back"),
+    "verifying": text("doing.verifying"),
+    "writing": text("doing.writing"),
+    "writing a copy into": text("doing.writing_copy_into"),
+    "writing a temporary file into": text("doing.writing_temp_into"),
+    "writing the run log": text("doing.writing_log"),
+}
+
+
 def language_of_locale(name: str) -> str | None:
     """ "zh" for a Simplified Chinese locale name (zh_CN.UTF-8, zh-SG, zh_Hans), "en" for any
     other (Traditional Chinese too, until it has its own texts), None for an empty one."""
@@ -678,26 +750,29 @@ def _usage_error(message: str | Text, hint: str | Text | None = None) -> BackupE
     return BackupError(message, exit_code=ExitCode.USAGE, hint=hint)
 
 
+def _doing(doing: str) -> Text | str:
+    """What was being done, as said in a message (unknown phrases stay as they are)."""
+    return _DOING.get(doing, doing)
+
+
 def describe_os_error(exc: OSError, path: Path | str, doing: str) -> BackupError:
     """Turn an OSError into a BackupError that names the file and the fix."""
-    code = exc.errno
+    code, what = exc.errno, _doing(doing)
     if code in (errno.ENOSPC, _EDQUOT):
         return BackupError(
-            f"disk full while {doing} {path}",
-            hint="free space on that disk, or lower --keep-days / --keep-last",
+            text("error.disk_full", doing=what, path=path), hint=text("error.disk_full_hint")
         )
     if code in (errno.EACCES, errno.EPERM):
         return BackupError(
-            f"no permission while {doing} {path}",
-            hint="run as the user that owns the app's files, or fix the folder's permissions",
+            text("error.no_permission", doing=what, path=path),
+            hint=text("error.no_permission_hint"),
         )
     if code == errno.EROFS:
         return BackupError(
-            f"read-only file system while {doing} {path}",
-            hint="choose a writable --backup-dir",
+            text("error.read_only", doing=what, path=path), hint=text("error.read_only_hint")
         )
     reason = exc.strerror or str(exc)
-    return BackupError(f"{reason} while {doing} {path}")
+    return BackupError(text("error.os", reason=reason, doing=what, path=path))
 
 
 def as_backup_error(exc: BaseException, path: Path | str, doing: str) -> BackupError:
@@ -707,13 +782,14 @@ def as_backup_error(exc: BaseException, path: Path | str, doing: str) -> BackupE
     if isinstance(exc, OSError):
         return describe_os_error(exc, path, doing)
     return BackupError(
-        f"unexpected error while {doing} {path}: {exc!r}", hint="rerun with --debug and report it"
+        text("error.unexpected_while", doing=_doing(doing), path=path, error=repr(exc)),
+        hint=text("error.report_it"),
     )
 
 
 def unexpected_error(exc: BaseException) -> BackupError:
     """An error the tool did not foresee, as the operator sees it: a bug to report."""
-    return BackupError(f"unexpected error: {exc!r}", hint="rerun with --debug and report it")
+    return BackupError(text("error.unexpected", error=repr(exc)), hint=text("error.report_it"))
 
 
 # ======================================================================================

@@ -11,7 +11,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SCRIPT, App, Webhook, assert_no_traceback, make_app
+from conftest import (
+    SCRIPT,
+    App,
+    Nobody,
+    Webhook,
+    assert_no_traceback,
+    make_app,
+    make_db,
+    run_process,
+)
 
 import database_backup_scheduler as dbs
 
@@ -263,3 +272,28 @@ def test_check_keeps_the_nagios_words_and_speaks_chinese_around_them(app: App) -
     json_result = app.run("--check", "--json", env=ZH)
     problems = json.loads(json_result.stdout)["problems"]
     assert problems[0] == {"status": "CRITICAL", "message": "pet_painting.db: no backup"}
+
+
+def test_a_file_system_error_names_the_file_and_the_fix_in_chinese(nobody: Nobody) -> None:
+    app = nobody.make_app()
+    make_db(app.main_db)
+    nobody.give(app.root)
+    assert nobody.run(app, "--run").returncode == 0
+    app.backup_dir.chmod(0o500)  # the backups can no longer be written
+
+    result = run_process([*nobody.prefix, str(app.script), "--run"], cwd=app.root, env=ZH)
+
+    assert result.returncode == 1
+    assert_no_traceback(result)
+    assert f"{app.backup_dir} 时没有权限" in result.stdout
+    assert "提示：请以拥有应用文件的用户运行" in result.stdout
+
+
+def test_os_errors_read_in_chinese() -> None:
+    error = dbs.describe_os_error(
+        OSError(28, "No space left on device"), "/srv/备份/x.bak", "writing a temporary file into"
+    )
+
+    assert error.message == "disk full while writing a temporary file into /srv/备份/x.bak"
+    assert dbs.render_text(error.text, "zh") == "写入临时文件到 /srv/备份/x.bak 时磁盘已满"
+    assert dbs.render_text(error.hint_text, "zh").startswith("请清理该磁盘的空间")
