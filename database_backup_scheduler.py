@@ -461,6 +461,82 @@ TEXTS: dict[str, tuple[str, str]] = {
         "damaged backup {file}: {problem}; not sent anywhere (run --verify)",
         "备份已损坏：{file}：{problem}；未发送到任何地方（请运行 --verify）",
     ),
+    # The config file and settings
+    "config.error": ("{source}: {message}", "{source}：{message}"),
+    "config.error_hint": (
+        "fix the value, or see --help for each setting",
+        "请修正该值，各设置的说明见 --help",
+    ),
+    "config.unreadable": (
+        "cannot read config file {path}: {error}",
+        "无法读取配置文件 {path}：{error}",
+    ),
+    "config.not_json": ("not valid JSON ({error})", "不是有效的 JSON（{error}）"),
+    "config.not_object": (
+        "must hold a JSON object of settings",
+        "必须是一个包含各项设置的 JSON 对象",
+    ),
+    "config.unknown": (
+        "unknown setting(s) {keys}; known: {known}",
+        "未知的设置 {keys}；可用的设置：{known}",
+    ),
+    "config.must_be_int": ("{key} must be a int, not {value}", "{key} 必须是整数，而不是 {value}"),
+    "config.must_be_float": (
+        "{key} must be a float, not {value}",
+        "{key} 必须是数字，而不是 {value}",
+    ),
+    "config.range": (
+        "{key} must be at least {low:g} and at most {high:g}, not {value}",
+        "{key} 必须在 {low:g} 到 {high:g} 之间，而不是 {value}",
+    ),
+    "config.range_above_zero": (
+        "{key} must be more than 0 and at most {high:g}, not {value}",
+        "{key} 必须大于 0 且不超过 {high:g}，而不是 {value}",
+    ),
+    "config.run_at": (
+        'run_at must be "HH:MM" or a list of them',
+        'run_at 必须是 "HH:MM" 或它们的列表',
+    ),
+    "config.run_at_item": (
+        "run_at {item} is not a time of day like 03:00",
+        "run_at {item} 不是像 03:00 这样的时刻",
+    ),
+    "config.s3_url": (
+        "{key}: {url} is not s3://bucket/prefix",
+        "{key}：{url} 不是 s3://bucket/prefix",
+    ),
+    "config.http_url": (
+        "{key}: {url} is not an http(s):// URL with a valid host and port, free of spaces",
+        "{key}：{url} 不是有效的 http(s):// 地址（需要有效的主机和端口，且不含空格）",
+    ),
+    "config.one_of": (
+        "{key} must be one of {choices}, not {value}",
+        "{key} 必须是 {choices} 之一，而不是 {value}",
+    ),
+    "config.must_be_text": (
+        "{key} must be a text, not {value}",
+        "{key} 必须是文本，而不是 {value}",
+    ),
+    "config.compress": (
+        "compress must be gzip, zstd or none, not {value}",
+        "compress 必须是 gzip、zstd 或 none，而不是 {value}",
+    ),
+    "config.databases": ("databases must be a non-empty list", "databases 必须是非空列表"),
+    "config.database_path": ("each database needs a path: {item}", "每个数据库都需要 path：{item}"),
+    "config.database_unknown": ("unknown database setting(s) {keys}", "未知的数据库设置 {keys}"),
+    "config.database_name": (
+        "name must be text and required true/false: {item}",
+        "name 必须是文本，required 必须是 true/false：{item}",
+    ),
+    "config.must_be_path": ("{key} must be a path", "{key} 必须是路径"),
+    "config.must_be_texts": (
+        "{key} must be a text or a list of texts",
+        "{key} 必须是文本或文本列表",
+    ),
+    "config.timezone": (
+        "timezone must be a name like Asia/Shanghai",
+        "timezone 必须是像 Asia/Shanghai 这样的时区名",
+    ),
     # Errors and their hints
     "error.disk_full": ("disk full while {doing} {path}", "{doing} {path} 时磁盘已满"),
     "error.disk_full_hint": (
@@ -639,7 +715,7 @@ class Text:
         return self.render("en")
 
 
-def text(key: str, **values: Any) -> Text:
+def text(key: str, /, **values: Any) -> Text:
     """The message ``key`` of TEXTS with its values (a value may be a Text itself)."""
     return Text(key, tuple(values.items()))
 
@@ -1516,8 +1592,10 @@ def _resolve(text: str, base: Path, source: str | None = None) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _config_error(source: str, message: str) -> BackupError:
-    return _usage_error(f"{source}: {message}", "fix the value, or see --help for each setting")
+def _config_error(source: str, message: str | Text) -> BackupError:
+    return _usage_error(
+        text("config.error", source=source, message=message), text("config.error_hint")
+    )
 
 
 def _check_number(source: str, key: str, value: Any) -> int | float:
@@ -1525,23 +1603,29 @@ def _check_number(source: str, key: str, value: Any) -> int | float:
     kind = int if setting.kind == "int" else float
     ok_types = (int,) if kind is int else (int, float)
     if isinstance(value, bool) or not isinstance(value, ok_types):
-        raise _config_error(source, f"{key} must be a {kind.__name__}, not {value!r}")
+        raise _config_error(
+            source,
+            text(
+                "config.must_be_int" if kind is int else "config.must_be_float",
+                key=key,
+                value=repr(value),
+            ),
+        )
     too_low = value <= 0 if setting.above_zero else value < setting.low
     if value != value or too_low or value > setting.high:
-        low = "more than 0" if setting.above_zero else f"at least {setting.low:g}"
-        raise _config_error(
-            source, f"{key} must be {low} and at most {setting.high:g}, not {value!r}"
-        )
+        values = {"key": key, "low": setting.low, "high": setting.high, "value": repr(value)}
+        key_text = "config.range_above_zero" if setting.above_zero else "config.range"
+        raise _config_error(source, text(key_text, **values))
     return kind(value)
 
 
 def _check_run_at(source: str, values: Any) -> tuple[str, ...]:
     items = [values] if isinstance(values, str) else values
     if not isinstance(items, list) or not items:
-        raise _config_error(source, 'run_at must be "HH:MM" or a list of them')
+        raise _config_error(source, text("config.run_at"))
     for item in items:
         if not isinstance(item, str) or not _RUN_AT.fullmatch(item):
-            raise _config_error(source, f"run_at {item!r} is not a time of day like 03:00")
+            raise _config_error(source, text("config.run_at_item", item=repr(item)))
     return tuple(dict.fromkeys(items))
 
 
@@ -1557,15 +1641,11 @@ def _check_list(source: str, key: str, items: Sequence[str], base: Path) -> tupl
     if key == "s3":
         for url in items:
             if not _S3_URL.fullmatch(url):
-                raise _config_error(source, f"{key}: {url!r} is not s3://bucket/prefix")
+                raise _config_error(source, text("config.s3_url", key=key, url=repr(url)))
     if key in ("notify_url", "heartbeat_url"):
         for url in items:
             if not _is_sendable_url(url):
-                raise _config_error(
-                    source,
-                    f"{key}: {mask_url(url)} is not an http(s):// URL with a valid host and "
-                    "port, free of spaces",
-                )
+                raise _config_error(source, text("config.http_url", key=key, url=mask_url(url)))
     return tuple(items)
 
 
@@ -1587,8 +1667,10 @@ def _check_text(source: str, key: str, value: Any) -> str | None:
     if value is None and SETTING[key].default is None:
         return None
     if not isinstance(value, str) or (allowed is not None and value not in allowed):
-        choices = f"one of {', '.join(allowed)}" if allowed else "a text"
-        raise _config_error(source, f"{key} must be {choices}, not {value!r}")
+        if allowed:
+            values = {"key": key, "choices": ", ".join(allowed), "value": repr(value)}
+            raise _config_error(source, text("config.one_of", **values))
+        raise _config_error(source, text("config.must_be_text", key=key, value=repr(value)))
     return value
 
 
@@ -1596,27 +1678,27 @@ def _check_compress(source: str, value: Any) -> str | None:
     if value is None or value is False or value == "none":
         return None
     if not isinstance(value, str) or value not in COMPRESSION_SUFFIXES:
-        raise _config_error(source, f"compress must be gzip, zstd or none, not {value!r}")
+        raise _config_error(source, text("config.compress", value=repr(value)))
     return str(value)
 
 
 def _databases_from_file(source: str, value: Any, base: Path) -> tuple[DatabaseSpec, ...]:
     if not isinstance(value, list) or not value:
-        raise _config_error(source, "databases must be a non-empty list")
+        raise _config_error(source, text("config.databases"))
     specs = []
     for item in value:
         if isinstance(item, str):
             item = {"path": item}
         if not isinstance(item, dict) or not isinstance(item.get("path"), str):
-            raise _config_error(source, f"each database needs a path: {item!r}")
+            raise _config_error(source, text("config.database_path", item=repr(item)))
         unknown = set(item) - {"name", "path", "required"}
         if unknown:
-            raise _config_error(source, f"unknown database setting(s) {sorted(unknown)}")
+            raise _config_error(source, text("config.database_unknown", keys=sorted(unknown)))
         path = _resolve(item["path"], base, source)
         name = item.get("name", path.name)
         required = item.get("required", True)
         if not isinstance(name, str) or not isinstance(required, bool):
-            raise _config_error(source, f"name must be text and required true/false: {item!r}")
+            raise _config_error(source, text("config.database_name", item=repr(item)))
         specs.append(DatabaseSpec(name, path, required))
     return tuple(specs)
 
@@ -1631,18 +1713,17 @@ def load_config_file(path: Path) -> dict[str, Any]:
             text("error.config_missing", path=path), text("error.config_missing_hint")
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise _usage_error(f"cannot read config file {path}: {exc}") from exc
+        raise _usage_error(text("config.unreadable", path=path, error=str(exc))) from exc
     try:
         raw = json.loads(content)
     except ValueError as exc:
-        raise _config_error(source, f"not valid JSON ({exc})") from exc
+        raise _config_error(source, text("config.not_json", error=str(exc))) from exc
     if not isinstance(raw, dict):
-        raise _config_error(source, "must hold a JSON object of settings")
+        raise _config_error(source, text("config.not_object"))
     unknown = set(raw) - set(SETTING)
     if unknown:
-        raise _config_error(
-            source, f"unknown setting(s) {sorted(unknown)}; known: {sorted(SETTING)}"
-        )
+        values = {"keys": sorted(unknown), "known": sorted(SETTING)}
+        raise _config_error(source, text("config.unknown", **values))
     return {
         key: _setting_from_file(source, SETTING[key], value, path.parent)
         for key, value in raw.items()
@@ -1656,7 +1737,7 @@ def _setting_from_file(source: str, setting: Setting, value: Any, base: Path) ->
         return _databases_from_file(source, value, base)
     if kind == "path" or (kind == "file" and value is not None):
         if not isinstance(value, str) or not value.strip():
-            raise _config_error(source, f"{key} must be a path")
+            raise _config_error(source, text("config.must_be_path", key=key))
         return _resolve(value, base, source)
     if kind == "file":
         return None
@@ -1667,13 +1748,13 @@ def _setting_from_file(source: str, setting: Setting, value: Any, base: Path) ->
     if kind in ("paths", "texts", "urls"):
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
-            raise _config_error(source, f"{key} must be a text or a list of texts")
+            raise _config_error(source, text("config.must_be_texts", key=key))
         return _check_list(source, key, items, base)
     if kind == "text":
         return _check_text(source, key, value)
     if kind == "zone":
         if value is not None and not isinstance(value, str):
-            raise _config_error(source, "timezone must be a name like Asia/Shanghai")
+            raise _config_error(source, text("config.timezone"))
         return value or None
     return _check_number(source, key, value)
 
@@ -4264,7 +4345,7 @@ def render_alert_text(run: dict[str, Any], lang: str = "en") -> str:
     """A short human summary of a run in ``lang``, for chat bots and mail (the details a run
     logged, errors among them, are quoted as logged)."""
 
-    def tr(key: str, **values: Any) -> str:
+    def tr(key: str, /, **values: Any) -> str:
         return text(key, **values).render(lang)
 
     failed = run.get("status") == "failed"
@@ -5467,7 +5548,7 @@ def drill_due(config: Config, log: RunLog, *, now: dt.datetime) -> bool:
 def render_drill(record: dict[str, Any], symbols: Symbols, lang: str = "en") -> str:
     """The drill's short report in ``lang``: one block per database."""
 
-    def tr(key: str, **values: Any) -> str:
+    def tr(key: str, /, **values: Any) -> str:
         return text(key, **values).render(lang)
 
     lines = []
@@ -5603,7 +5684,7 @@ def collect_history_from_disk(config: Config, limit: int) -> list[dict[str, Any]
 def render_history(rows: Sequence[dict[str, Any]], symbols: Symbols, lang: str = "en") -> str:
     """History rows as an aligned text table, in ``lang`` (errors quoted as logged)."""
 
-    def tr(key: str, **values: Any) -> str:
+    def tr(key: str, /, **values: Any) -> str:
         return text(key, **values).render(lang)
 
     if not rows:
@@ -5768,7 +5849,7 @@ def collect_destinations(config: Config, log: RunLog, *, now: dt.datetime) -> li
 def render_stats(stats: dict[str, Any], symbols: Symbols, lang: str = "en") -> str:
     """The statistics as text in ``lang``, one block per database and one for the folder."""
 
-    def tr(key: str, **values: Any) -> str:
+    def tr(key: str, /, **values: Any) -> str:
         return text(key, **values).render(lang)
 
     lines = []
@@ -6130,7 +6211,7 @@ def render_check(check: dict[str, Any], lang: str = "en") -> str:
     """A Nagios plugin's output: the verdict (its word as Nagios wants it) on the first line,
     perfdata after ``|``, details; the words in ``lang``."""
 
-    def tr(key: str, **values: Any) -> str:
+    def tr(key: str, /, **values: Any) -> str:
         return text(key, **values).render(lang)
 
     problems = check["problems"]
@@ -6670,7 +6751,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(lang: str = "en") -> argparse.ArgumentParser:
     """The command line, in ``lang``: one action and its options."""
 
-    def tr(key: str, **values: Any) -> str:
+    def tr(key: str, /, **values: Any) -> str:
         return text(key, **values).render(lang)
 
     parser = _Parser(

@@ -297,3 +297,13 @@ def test_os_errors_read_in_chinese() -> None:
     assert error.message == "disk full while writing a temporary file into /srv/备份/x.bak"
     assert dbs.render_text(error.text, "zh") == "写入临时文件到 /srv/备份/x.bak 时磁盘已满"
     assert dbs.render_text(error.hint_text, "zh").startswith("请清理该磁盘的空间")
+
+
+def test_a_bad_config_value_is_explained_in_chinese(app: App) -> None:
+    (app.root / dbs.DEFAULT_CONFIG_FILE).write_text('{"keep_days": "many"}', encoding="utf-8")
+
+    result = app.run("--run", env=ZH)
+
+    assert result.returncode == dbs.ExitCode.USAGE
+    assert "keep_days 必须是整数，而不是 'many'" in result.stderr
+    assert "提示：请修正该值，各设置的说明见 --help" in result.stderr
