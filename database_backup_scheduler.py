@@ -169,6 +169,11 @@ TEXTS: dict[str, tuple[str, str]] = {
         "choose an action, e.g. --run (see --help)",
         "请选择一个操作，例如 --run（见 --help）",
     ),
+    "cli.option_not_for": (
+        "{option} means nothing to {action}; it is for {used_by}",
+        "{option} 对 {action} 没有意义；它用于 {used_by}",
+    ),
+    "cli.leave_out": ("leave out {option}", "请去掉 {option}"),
     "cli.with_default": ("{help} (default: {default})", "{help}（默认：{default}）"),
     # --run
     "run.title": ("Database backup - {time}", "开始执行数据库备份任务 - {time}"),
@@ -7348,10 +7353,10 @@ def check_action_options(args: argparse.Namespace, action: str) -> None:
         if getattr(args, option) in (None, False) or action in actions:
             continue
         used_by = ", ".join("--" + a.replace("_", "-") for a in actions)
+        flag, given = "--" + option.replace("_", "-"), "--" + action.replace("_", "-")
         raise _usage_error(
-            f"--{option.replace('_', '-')} means nothing to --{action.replace('_', '-')}; "
-            f"it is for {used_by}",
-            f"leave out --{option.replace('_', '-')}",
+            text("cli.option_not_for", option=flag, action=given, used_by=used_by),
+            text("cli.leave_out", option=flag),
         )
     if args.limit is None:
         args.limit = DEFAULT_HISTORY_LIMIT
@@ -7359,13 +7364,13 @@ def check_action_options(args: argparse.Namespace, action: str) -> None:
         args.trigger = TRIGGERS[0]
 
 
-def _unknown(io: Output, reason: str, *, as_json: bool) -> int:
+def _unknown(io: Output, reason: str | Text, *, as_json: bool) -> int:
     """--check could not judge: a monitor reads UNKNOWN and the reason, exit 3."""
     if as_json:
-        problem = {"status": "UNKNOWN", "message": reason}
+        problem = {"status": "UNKNOWN", "message": str(reason)}
         io.print_json({"status": "UNKNOWN", "exit_code": 3, "problems": [problem]})
     else:
-        io.say(f"UNKNOWN: {reason}")
+        io.say("UNKNOWN: " + io.tr(reason))
     return CheckStatus.UNKNOWN
 
 
@@ -7436,7 +7441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             traceback.print_exc(file=err)
         if action == "check":
-            return _unknown(io, exc.message, as_json=args.json)
+            return _unknown(io, exc.text, as_json=args.json)
         _print_error(io, exc)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -7450,7 +7455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             traceback.print_exc(file=err)
         if action == "check":
-            return _unknown(io, unexpected_error(exc).message, as_json=args.json)
+            return _unknown(io, unexpected_error(exc).text, as_json=args.json)
         _print_error(io, unexpected_error(exc))
         return ExitCode.FAILED
 
