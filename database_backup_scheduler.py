@@ -189,6 +189,11 @@ TEXTS: dict[str, tuple[str, str]] = {
         "{database}: skipped ({source} not present)",
         "{database}：已跳过（{source} 不存在）",
     ),
+    "run.alert_failed": ("alert to {target} failed: {error}", "发送告警到 {target} 失败：{error}"),
+    "run.heartbeat_failed": (
+        "heartbeat to {target} failed: {error}",
+        "发送心跳到 {target} 失败：{error}",
+    ),
     "run.lock_wait": (
         "another run holds the lock; waiting for it to finish",
         "另一次运行正持有锁，等待它结束",
@@ -260,6 +265,11 @@ TEXTS: dict[str, tuple[str, str]] = {
     "history.restored_from": ("restored from {file}", "从 {file} 恢复"),
     "history.drill_of": ("restore drill of {detail}", "恢复演练：{detail}"),
     "history.drill": ("restore drill: {detail}", "恢复演练：{detail}"),
+    "history.no_log": ("there is no run log {path}", "没有运行日志 {path}"),
+    "history.from_disk": (
+        "{warning}; showing the backups found in {folder} instead",
+        "{warning}；改为显示 {folder} 中找到的备份",
+    ),
     # --stats
     "stats.backups": ("backups: {count}, {size} on disk", "备份：{count} 个，占用磁盘 {size}"),
     "stats.newest": ("newest:  {time} ({age} ago), {size}", "最新：  {time}（{age}前），{size}"),
@@ -541,6 +551,13 @@ TEXTS: dict[str, tuple[str, str]] = {
     "config.timezone": (
         "timezone must be a name like Asia/Shanghai",
         "timezone 必须是像 Asia/Shanghai 这样的时区名",
+    ),
+    # The run log
+    "log.unreadable": ("cannot read run log {path}: {error}", "无法读取运行日志 {path}：{error}"),
+    "log.damaged": ("run log {path} is damaged ({problem})", "运行日志 {path} 已损坏（{problem}）"),
+    "log.moved_aside": (
+        "{warning}; moved it to {aside} and started a new log",
+        "{warning}；已把它移到 {aside}，并开始新的日志",
     ),
     # Errors and their hints
     "error.disk_full": ("disk full while {doing} {path}", "{doing} {path} 时磁盘已满"),
@@ -3440,7 +3457,7 @@ class RunLog:
         path: Path,
         runs: Sequence[dict[str, Any]] = (),
         *,
-        warning: str | None = None,
+        warning: str | Text | None = None,
         damaged: bool = False,
         unreadable: bool = False,
     ) -> None:
@@ -3460,14 +3477,16 @@ class RunLog:
         except FileNotFoundError:
             return cls(path)
         except OSError as exc:
-            warning = f"cannot read run log {path}: {exc.strerror or exc}"
+            warning = text("log.unreadable", path=path, error=exc.strerror or str(exc))
             return cls(path, warning=warning, unreadable=True)
         try:
             data = json.loads(raw.decode("utf-8"))
         except ValueError as exc:  # UnicodeDecodeError included
-            return cls(path, warning=f"run log {path} is damaged ({exc})", damaged=True)
+            warning = text("log.damaged", path=path, problem=str(exc))
+            return cls(path, warning=warning, damaged=True)
         if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
-            return cls(path, warning=f'run log {path} is damaged (no "runs" list)', damaged=True)
+            warning = text("log.damaged", path=path, problem='no "runs" list')
+            return cls(path, warning=warning, damaged=True)
         log = cls(path, data.pop("runs"))
         log._other = data
         return log
@@ -3589,9 +3608,10 @@ class RunLog:
 
     def append(
         self, run: dict[str, Any], *, max_runs: int, now: dt.datetime | None = None
-    ) -> str | None:
+    ) -> str | Text | None:
         """Write the runs read and ``run`` to the file, atomically, keeping the newest
-        ``max_runs``; returns a warning. Call under the run lock, on a log read under it.
+        ``max_runs``; returns a warning (a Text). Call under the run lock, on a log read
+        under it.
 
         A damaged log is moved aside as ``<log>.damaged-<time>`` (nothing is lost) and a
         fresh one is started; ``now`` (the current time by default) dates the damaged copy.
@@ -3618,7 +3638,7 @@ class RunLog:
                 aside = publish_file(path, path.parent, names)
             except OSError as exc:
                 raise describe_os_error(exc, path, "moving aside the damaged run log") from exc
-            warning = f"{warning}; moved it to {aside} and started a new log"
+            warning = text("log.moved_aside", warning=warning, aside=aside)
             self.damaged, self.warning = False, None
         self.runs = (self.runs + [_clean_run(run)])[-max_runs:]
         self._backups = None
@@ -4604,7 +4624,7 @@ class RunReport:
     trigger: str
     results: list[BackupResult]
     finished_at: dt.datetime | None = None
-    warnings: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str | Text] = dataclasses.field(default_factory=list)
     removed_temp_files: list[str] = dataclasses.field(default_factory=list)
     destinations: list[DestinationResult] = dataclasses.field(default_factory=list)
     alerts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -4634,7 +4654,7 @@ class RunReport:
             "damaged_backups": self.damaged_backups,
             "alerts": self.alerts,
             "heartbeats": self.heartbeats,
-            "warnings": self.warnings,
+            "warnings": [str(warning) for warning in self.warnings],
         }
 
 
@@ -4710,12 +4730,13 @@ def run_backups(
                 failure_announced = report.failed
                 for alert in report.alerts:
                     if alert["status"] != "ok":
-                        report.warnings.append(
-                            f"alert to {alert['target']} failed: {alert['error']}"
+                        failed = text(
+                            "run.alert_failed", target=alert["target"], error=alert["error"]
                         )
+                        report.warnings.append(failed)
             report.heartbeats = send_heartbeats(config, failed=report.failed)
             report.warnings += [
-                f"heartbeat to {beat['target']} failed: {beat['error']}"
+                text("run.heartbeat_failed", target=beat["target"], error=beat["error"])
                 for beat in report.heartbeats
                 if beat["status"] != "ok"
             ]
@@ -6986,9 +7007,9 @@ def _cmd_history(config: Config, args: argparse.Namespace, io: Output) -> int:
         rows = collect_history_from_disk(config, args.limit)
         source = "backup folder"
         if warning is None:
-            warning = f"there is no run log {config.log_file}"
+            warning = text("history.no_log", path=config.log_file)
         if rows:
-            warning += f"; showing the backups found in {config.backup_dir} instead"
+            warning = text("history.from_disk", warning=warning, folder=config.backup_dir)
     else:
         rows = collect_history(log, args.limit)
     if warning:
@@ -7136,7 +7157,7 @@ def _confirm(io: Output, question: str) -> bool:
 
 
 def _restore_risks(
-    config: Config, plan: RestorePlan, args: argparse.Namespace, log_warning: str | None
+    config: Config, plan: RestorePlan, args: argparse.Namespace, log_warning: str | Text | None
 ) -> list[tuple[str, str, bool]]:
     """What could make this restore a mistake: (text, the flag that accepts it, accepted)."""
     risks = []
