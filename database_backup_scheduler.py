@@ -174,6 +174,7 @@ TEXTS: dict[str, tuple[str, str]] = {
         "{option} 对 {action} 没有意义；它用于 {used_by}",
     ),
     "cli.leave_out": ("leave out {option}", "请去掉 {option}"),
+    "size.bytes": ("{size:,.0f} bytes", "{size:,.0f} 字节"),
     "cli.with_default": ("{help} (default: {default})", "{help}（默认：{default}）"),
     # --run
     "run.title": ("Database backup - {time}", "开始执行数据库备份任务 - {time}"),
@@ -352,6 +353,58 @@ TEXTS: dict[str, tuple[str, str]] = {
     "verify.sha_unlogged": ("SHA-256 not in the log", "运行日志中没有它的 SHA-256"),
     "verify.ok": ("{integrity}, {known}", "{integrity}，{known}"),
     "verify.summary": ("{passed} of {total} backup(s) passed", "{total} 个备份中 {passed} 个通过"),
+    "restore.no_backup": (
+        "backup {path} does not exist or is not a file",
+        "备份 {path} 不存在，或不是一个文件",
+    ),
+    "restore.no_backup_hint": ("see --history", "请查看 --history"),
+    "restore.unknown_database": (
+        "{file} does not name a configured database",
+        "{file} 不属于任何已配置的数据库",
+    ),
+    "restore.unknown_database_hint": (
+        "give the database to restore into with --target PATH",
+        "请用 --target PATH 指定要恢复到的数据库",
+    ),
+    "restore.target_folder": ("--target {path} is a folder", "--target {path} 是一个文件夹"),
+    "restore.target_folder_hint": ("give the database file's path", "请给出数据库文件的路径"),
+    "restore.no_target_folder": (
+        "the folder of {path} does not exist",
+        "{path} 所在的文件夹不存在",
+    ),
+    "restore.check_target": ("check --target", "请检查 --target"),
+    "restore.into_backup": (
+        "will not restore into {path}: it is in the backup folder or is a backup",
+        "不会恢复到 {path}：它在备份目录中，或本身就是备份",
+    ),
+    "restore.into_backup_hint": (
+        "give the app's database with --target",
+        "请用 --target 指定应用的数据库",
+    ),
+    "restore.in_use": (
+        "{path} is still in use by another process ({cause}); nothing was changed",
+        "{path} 仍被其他进程使用（{cause}）；没有做任何更改",
+    ),
+    "restore.in_use_hint": (
+        "stop the app (and anything else using the database) first, then restore again",
+        "请先停止应用（以及其他使用该数据库的程序），然后再次恢复",
+    ),
+    "restore.refused": (
+        "refusing to restore from {path}: {error}; nothing was changed",
+        "拒绝从 {path} 恢复：{error}；没有做任何更改",
+    ),
+    "restore.refused_hint": (
+        "pick another backup (see --history, --verify)",
+        "请选择另一个备份（见 --history、--verify）",
+    ),
+    "restore.check_failed_after": (
+        "{path} failed quick_check after the restore",
+        "恢复后 {path} 未通过 quick_check",
+    ),
+    "restore.use_safety_copy": (
+        "restore the safety copy: --restore {safety} --yes",
+        "请恢复安全副本：--restore {safety} --yes",
+    ),
     "restore.question": (
         "Replace {target} with {backup}? The app must be stopped.",
         "用 {backup} 替换 {target}？应用必须已停止。",
@@ -451,6 +504,7 @@ TEXTS: dict[str, tuple[str, str]] = {
         "{database}: {count} backup(s), newest {age} old",
         "{database}：{count} 个备份，最新的 {age}前",
     ),
+    "check.database_empty": ("{database}: {count} backup(s)", "{database}：{count} 个备份"),
     "check.last_run": (", last run {status}", "，上次运行 {status}"),
     "check.list_separator": (", ", "，"),
     "check.copy_newest": (
@@ -465,7 +519,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     # Alerts (chat bots, mail)
     "alert.backup": ("database backup", "数据库备份"),
-    "alert.drill": ("restore drill", "恢复演练"),
+    "alert.drill": ("restore drill of the backups", "备份恢复演练"),
     "alert.ok": ("OK: {what} on {host} at {time}", "成功：{host} 上的{what}，{time}"),
     "alert.failed": ("FAILED: {what} on {host} at {time}", "失败：{host} 上的{what}，{time}"),
     "alert.drill_failed": ("drill of {database}: {findings}", "{database} 的恢复演练：{findings}"),
@@ -495,7 +549,10 @@ TEXTS: dict[str, tuple[str, str]] = {
         "unknown setting(s) {keys}; known: {known}",
         "未知的设置 {keys}；可用的设置：{known}",
     ),
-    "config.must_be_int": ("{key} must be a int, not {value}", "{key} 必须是整数，而不是 {value}"),
+    "config.must_be_int": (
+        "{key} must be an integer, not {value}",
+        "{key} 必须是整数，而不是 {value}",
+    ),
     "config.must_be_float": (
         "{key} must be a float, not {value}",
         "{key} 必须是数字，而不是 {value}",
@@ -652,9 +709,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "help.epilog": (
         "Exit codes: 0 ok; 1 a backup, verify or restore failed; 2 bad usage or "
-        "configuration; 75 another run holds the lock. --check: 0 OK, 1 WARNING, "
-        "2 CRITICAL, 3 UNKNOWN.",
-        "退出码：0 成功；1 备份、校验或恢复失败；2 用法或配置有误；75 另一次运行正持有锁。"
+        "configuration; 75 another run holds the lock; 130 interrupted (Ctrl+C). --check: 0 OK, "
+        "1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+        "退出码：0 成功；1 备份、校验或恢复失败；2 用法或配置有误；75 另一次运行正持有锁；"
+        "130 被 Ctrl+C 中断。"
         "--check：0 OK，1 WARNING，2 CRITICAL，3 UNKNOWN。",
     ),
     "help.actions": ("actions (choose one)", "操作（选一个）"),
@@ -895,10 +953,12 @@ def unexpected_error(exc: BaseException) -> BackupError:
 # ======================================================================================
 
 
-def _format_size(size: float) -> str:
+def _format_size(size: float, lang: str = "en") -> str:
     for unit in ("bytes", "KB", "MB", "GB", "TB"):
         if abs(size) < 1024 or unit == "TB":
-            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.2f} {unit}"
+            if unit == "bytes":
+                return text("size.bytes", size=size).render(lang)
+            return f"{size:,.2f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
 
@@ -1208,9 +1268,9 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "language of the messages",
         choices=LANGUAGES,
-        shown_default="from LANG, LC_ALL or Windows",
+        shown_default="from LANGUAGE, LC_ALL, LC_MESSAGES, LANG or Windows",
         zh="提示信息的语言",
-        shown_zh="取自 LANG、LC_ALL 或 Windows",
+        shown_zh="取自 LANGUAGE、LC_ALL、LC_MESSAGES、LANG 或 Windows",
     ),
     Setting(
         "run_at",
@@ -5026,27 +5086,32 @@ def plan_restore(
 ) -> RestorePlan:
     """Find the database a backup belongs to (from its name), unless ``target`` is given."""
     if not backup.is_file():
-        raise BackupError(f"backup {backup} does not exist or is not a file", hint="see --history")
+        raise BackupError(
+            text("restore.no_backup", path=backup), hint=text("restore.no_backup_hint")
+        )
     parsed = parse_restorable_name(backup.name)
     if target is None:
         match = [db for db in config.databases if parsed and db.name == parsed.name]
         if not match:
             raise _usage_error(
-                f"{backup.name} does not name a configured database",
-                "give the database to restore into with --target PATH",
+                text("restore.unknown_database", file=backup.name),
+                text("restore.unknown_database_hint"),
             )
         target = match[0].path
     # The safety copy is named after the database it holds, so that restoring it
     # (the printed undo) goes back into that same database.
     replaced = [db for db in config.databases if _path_key(db.path) == _path_key(target)]
     if target.is_dir():
-        raise _usage_error(f"--target {target} is a folder", "give the database file's path")
+        raise _usage_error(
+            text("restore.target_folder", path=target), text("restore.target_folder_hint")
+        )
     if not target.parent.is_dir():
-        raise _usage_error(f"the folder of {target} does not exist", "check --target")
+        raise _usage_error(
+            text("restore.no_target_folder", path=target), text("restore.check_target")
+        )
     if _is_backup_file(target, backup, config.backup_dir):
         raise _usage_error(
-            f"will not restore into {target}: it is in the backup folder or is a backup",
-            "give the app's database with --target",
+            text("restore.into_backup", path=target), text("restore.into_backup_hint")
         )
     name = replaced[0].name if replaced else target.name
     return RestorePlan(
@@ -5082,8 +5147,7 @@ def _is_backup_file(target: Path, backup: Path, backup_dir: Path) -> bool:
 
 def _app_still_open(target: Path, cause: str) -> BackupError:
     return BackupError(
-        f"{target} is still in use by another process ({cause}); nothing was changed",
-        hint="stop the app (and anything else using the database) first, then restore again",
+        text("restore.in_use", path=target, cause=cause), hint=text("restore.in_use_hint")
     )
 
 
@@ -5179,8 +5243,8 @@ def restore_backup(
         checked = verify_backup(plan.backup, expected=expected)
         if not checked.ok:
             raise BackupError(
-                f"refusing to restore from {plan.backup}: {checked.error}; nothing was changed",
-                hint="pick another backup (see --history, --verify)",
+                text("restore.refused", path=plan.backup, error=checked.error),
+                hint=text("restore.refused_hint"),
             )
         parsed = parse_restorable_name(plan.backup.name)
         try:
@@ -5250,8 +5314,8 @@ def _restore_in_place(
             ) from exc
         if verdict != ["ok"]:
             raise BackupError(
-                f"{plan.target} failed quick_check after the restore",
-                hint=f"restore the safety copy: --restore {safety} --yes",
+                text("restore.check_failed_after", path=plan.target),
+                hint=text("restore.use_safety_copy", safety=safety),
             )
         return safety, safety_sha
     finally:
@@ -5719,7 +5783,7 @@ def render_history(rows: Sequence[dict[str, Any]], symbols: Symbols, lang: str =
     for row in rows:
         moment = parse_iso(row["time"])
         when = moment.strftime("%Y-%m-%d %H:%M:%S") if moment else str(row["time"])
-        size = _format_size(row["size_bytes"]) if isinstance(row["size_bytes"], int) else "-"
+        size = _format_size(row["size_bytes"], lang) if isinstance(row["size_bytes"], int) else "-"
         status = str(row["status"])
         mark = (
             symbols.ok
@@ -5882,7 +5946,7 @@ def render_stats(stats: dict[str, Any], symbols: Symbols, lang: str = "en") -> s
     for db in stats["databases"]:
         lines.append(f"{db['database']}  ({db['source']})")
         if db["backups"]:
-            size = _format_size(db["total_bytes"])
+            size = _format_size(db["total_bytes"], lang)
             lines.append("  " + tr("stats.backups", count=db["backups"], size=size))
             newest = parse_iso(db["newest_at"])
             oldest = parse_iso(db["oldest_at"])
@@ -5890,7 +5954,7 @@ def render_stats(stats: dict[str, Any], symbols: Symbols, lang: str = "en") -> s
                 "stats.newest",
                 time=f"{newest:%Y-%m-%d %H:%M:%S}",
                 age=_format_age(db["newest_age_s"], lang),
-                size=_format_size(db["newest_size_bytes"]),
+                size=_format_size(db["newest_size_bytes"], lang),
             )
             lines.append("  " + line)
             lines.append("  " + tr("stats.oldest", time=f"{oldest:%Y-%m-%d %H:%M:%S}"))
@@ -5913,17 +5977,17 @@ def render_stats(stats: dict[str, Any], symbols: Symbols, lang: str = "en") -> s
         else:
             lines.append(f"  {symbols.info} " + tr("stats.no_drill"))
     lines.append(tr("stats.folder", path=stats["backup_dir"]))
-    lines.append("  " + tr("stats.folder_size", size=_format_size(stats["backup_dir_bytes"])))
+    lines.append("  " + tr("stats.folder_size", size=_format_size(stats["backup_dir_bytes"], lang)))
     if stats["disk_total_bytes"]:
         mark = symbols.ok if stats["within_budget"] else symbols.warn
         line = tr(
             "stats.disk_share",
             percent=stats["disk_share_percent"],
-            disk=_format_size(stats["disk_total_bytes"]),
+            disk=_format_size(stats["disk_total_bytes"], lang),
             budget=stats["disk_budget_percent"],
         )
         lines.append(f"  {mark} {line}")
-        lines.append("  " + tr("stats.free", size=_format_size(stats["disk_free_bytes"])))
+        lines.append("  " + tr("stats.free", size=_format_size(stats["disk_free_bytes"], lang)))
     for far in stats["destinations"]:
         lines.append(tr("stats.copies_at", destination=far["destination"]))
         if far["error"]:
@@ -6260,9 +6324,12 @@ def render_check(check: dict[str, Any], lang: str = "en") -> str:
         )
     lines = [f"{check['status']}: {summary}" + (" | " + " ".join(perf) if perf else "")]
     for db in check["databases"]:
-        age = _format_age(db["newest_age_s"], lang) if db["newest_age_s"] is not None else "-"
+        if db["newest_age_s"] is not None:
+            age = _format_age(db["newest_age_s"], lang)
+            line = tr("check.database", database=db["database"], count=db["backups"], age=age)
+        else:
+            line = tr("check.database_empty", database=db["database"], count=db["backups"])
         status = db["last_run_status"] or tr("check.unknown")
-        line = tr("check.database", database=db["database"], count=db["backups"], age=age)
         lines.append(line + tr("check.last_run", status=status))
     for far in check.get("destinations", []):
         copies = tr("check.list_separator").join(
@@ -6279,9 +6346,9 @@ def render_check(check: dict[str, Any], lang: str = "en") -> str:
     if check["disk_free_bytes"] is not None:
         line = tr(
             "check.folder",
-            size=_format_size(check["backup_dir_bytes"]),
+            size=_format_size(check["backup_dir_bytes"], lang),
             percent=check["disk_share_percent"],
-            free=_format_size(check["disk_free_bytes"]),
+            free=_format_size(check["disk_free_bytes"], lang),
         )
         lines.append(line)
     return "\n".join(lines)
