@@ -244,7 +244,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "run.summary_pruned": ("old backups pruned: {count}", "删除旧备份：{count}"),
     "run.nothing_pruned": ("no old backups to prune", "没有需要清理的旧备份"),
-    "run.summary_folder_files": ("backup folder: {files} files", "备份目录总文件：{files}"),
+    "run.summary_folder_files": ("backup folder: {files} file(s)", "备份目录总文件：{files}"),
     "run.summary_folder_size": (
         "backup folder size: {size:,} bytes ({mb:.2f} MB), hard links counted once",
         "备份目录总大小：{size:,} 字节（{mb:.2f} MB，硬链接只计一次）",
