@@ -4498,6 +4498,7 @@ def should_alert(config: Config, failed: bool) -> bool:
 def http_request(url: str, body: bytes | None, *, timeout: float) -> str | None:
     """POST ``body`` as JSON to ``url`` (GET when None); the error, free of the URL's secrets,
     or None when the server took it."""
+    import socket
     import urllib.error  # here, not at the top: loading http.client slows every start
     import urllib.request
 
@@ -4510,6 +4511,8 @@ def http_request(url: str, body: bytes | None, *, timeout: float) -> str | None:
         return f"HTTP {exc.code} {exc.reason}"
     except urllib.error.URLError as exc:
         return f"URLError: {exc.reason}"
+    except (TimeoutError, socket.timeout):  # one type from Python 3.10 on
+        return f"no answer in {timeout:g} s (timed out)"
     except Exception as exc:  # noqa: BLE001 - http.client's errors quote the URL: name only
         return f"{type(exc).__name__} from the server"
     return None
@@ -6838,6 +6841,11 @@ class _Parser(argparse.ArgumentParser):
             return super().format_help()
 
     def error(self, message: str) -> NoReturn:
+        # Before Python 3.12, argparse put "argument X: " in front of its message untranslated.
+        prefixed = re.fullmatch(r"argument (\S+): (.*)", message, re.DOTALL)
+        if self.lang == "zh" and prefixed:
+            template = _ARGPARSE_ZH["argument %(argument_name)s: %(message)s"]
+            message = template % {"argument_name": prefixed[1], "message": prefixed[2]}
         raise _ArgumentError(message)
 
 
