@@ -4728,9 +4728,13 @@ def run_backups(
     clock: Callable[[], dt.datetime] = _now_local,
     on_result: Callable[[BackupResult], None] | None = None,
     on_lock_wait: Callable[[], None] | None = None,
+    on_start: Callable[[dt.datetime], None] | None = None,
     progress_stream: TextIO | None = None,
 ) -> RunReport:
     """Back up every configured database under the run lock, prune, and log the run.
+
+    ``on_start(started)`` is called once the run holds the lock: a run refused before (bad
+    settings, no folder, the lock held) never announces itself as started.
 
     ``clock()`` is the aware local time: the run's start names its backups and dates the
     retention; its end is logged. A failed database does not stop the others, and is not
@@ -4748,6 +4752,8 @@ def run_backups(
         with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout, on_lock_wait):
             started = clock()
             report = RunReport(started_at=started, trigger=trigger, results=[])
+            if on_start is not None:
+                on_start(started)
             stale = remove_stale_temp_files(
                 config.backup_dir, [db.path.name for db in config.databases]
             )
@@ -6964,12 +6970,12 @@ def _cmd_run(
 ) -> int:
     sym = io.symbols
     rule = "=" * 72
-    if not args.json:
+
+    def on_start(started: dt.datetime) -> None:
+        if args.json:
+            return
         io.say(rule)
-        io.say(
-            f"{sym.start} "
-            + io.tr(text("run.title", time=f"{dt.datetime.now():%Y-%m-%d %H:%M:%S}"))
-        )
+        io.say(f"{sym.start} " + io.tr(text("run.title", time=f"{started:%Y-%m-%d %H:%M:%S}")))
         io.say(rule)
 
     def on_result(result: BackupResult) -> None:
@@ -7000,6 +7006,7 @@ def _cmd_run(
         trigger=args.trigger,
         on_result=on_result,
         on_lock_wait=lambda: io.warn(text("run.lock_wait")),
+        on_start=on_start,
         progress_stream=io.err if io.err.isatty() and not args.json else None,
     )
     for warning in report.warnings:

@@ -872,3 +872,13 @@ def test_history_json_on_an_ascii_console_escapes_the_chinese_to_the_same_paths(
 
     assert "\\u" in text
     assert json.loads(text) == gbk
+
+
+def test_a_refused_run_never_announces_a_start(tmp_path: Path) -> None:
+    app = make_app(tmp_path / "app", rows=None)  # the script alone: no instance/ folder
+
+    result = app.run("--run")
+
+    assert result.returncode == dbs.ExitCode.USAGE
+    assert result.stdout == ""  # no "Database backup" title for a run that did not begin
+    assert "there is no folder" in result.stderr
