@@ -697,6 +697,40 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "drill.failed": ("{database}: the drill of {file} failed", "{database}：{file} 的恢复演练失败"),
     "drill.all_passed": ("Restore drill passed", "恢复演练通过"),
+    "metrics.not_written": ("metrics not written: {error}", "指标未写入：{error}"),
+    "drill.no_backup": ("there is no backup to drill", "没有可供演练的备份"),
+    "drill.fails_check": ("the backup fails its check: {error}", "备份未通过校验：{error}"),
+    "drill.too_old": ("the newest backup is {age} old", "最新备份已是 {age}前"),
+    "drill.integrity": ("integrity_check: {problems}", "integrity_check：{problems}"),
+    "drill.integrity_more": (
+        "integrity_check: {problems} (and {more} more)",
+        "integrity_check：{problems}（另有 {more} 处）",
+    ),
+    "drill.foreign_keys": (
+        "foreign_key_check: {count} row(s) point at nothing (in {tables})",
+        "foreign_key_check：{count} 行引用了不存在的记录（在 {tables} 中）",
+    ),
+    "drill.missing_from_backup": (
+        "{kind} {name} of the live database is missing from the backup",
+        "线上数据库的 {kind} {name} 在备份中不存在",
+    ),
+    "drill.not_in_live": (
+        "{kind} {name} of the backup is not in the live database",
+        "备份中的 {kind} {name} 在线上数据库中不存在",
+    ),
+    "drill.differs": (
+        "{kind} {name} differs from the live database's",
+        "{kind} {name} 与线上数据库的不同",
+    ),
+    "drill.unreadable_table": (
+        "table {name} does not read to its end: {error}",
+        "表 {name} 无法完整读取：{error}",
+    ),
+    "drill.shrank": (
+        "table {name} has {rows:,} rows in the backup, {live:,} in the live database (more "
+        "than {percent:g}% fewer)",
+        "表 {name} 在备份中有 {rows:,} 行，线上数据库有 {live:,} 行（少了超过 {percent:g}%）",
+    ),
     "drill.any_failed": (
         "Restore drill FAILED: the newest backup would not bring the app back",
         "恢复演练失败：最新的备份无法让应用恢复",
@@ -3702,7 +3736,9 @@ class RunLog:
             self.damaged, self.warning = False, None
         self.runs = (self.runs + [_clean_run(run)])[-max_runs:]
         self._backups = None
-        payload = json.dumps({**self._other, "runs": self.runs}, indent=2, ensure_ascii=False)
+        # A Text (a drill's finding, a warning) is logged as its English text.
+        document = {**self._other, "runs": self.runs}
+        payload = json.dumps(document, indent=2, ensure_ascii=False, default=str)
         try:
             _atomic_write(path, payload.encode("utf-8"))
         except OSError as exc:
@@ -4439,7 +4475,7 @@ def render_alert_text(run: dict[str, Any], lang: str = "en") -> str:
     lines = [tr(head, what=what, host=run.get("host"), time=run.get("started_at"))]
     for drill in run.get("drills") or []:
         if isinstance(drill, dict) and drill.get("status") == "failed":
-            findings = "; ".join(str(f) for f in drill.get("findings") or [])
+            findings = "; ".join(str(render_text(f, lang)) for f in drill.get("findings") or [])
             lines.append(
                 "- " + tr("alert.drill_failed", database=drill.get("database"), findings=findings)
             )
@@ -4545,14 +4581,16 @@ def send_alerts(config: Config, run: dict[str, Any]) -> list[dict[str, Any]]:
 
     deliveries = []
     body = render_alert(run, config.notify_format, config.lang)
-    body = json.dumps(body, ensure_ascii=False).encode()
+    body = json.dumps(body, ensure_ascii=False, default=str).encode()
     for url in config.notify_url:
         error = http_request(url, body, timeout=config.notify_timeout)
         deliveries.append(
             {"target": mask_url(url), "status": "failed" if error else "ok", "error": error}
         )
     if config.notify_command:
-        summary = json.dumps(render_alert(run, "json", config.lang), ensure_ascii=False)
+        summary = json.dumps(
+            render_alert(run, "json", config.lang), ensure_ascii=False, default=str
+        )
         delivery = {"target": "command", "status": "ok", "error": None}
         try:
             code, _ = run_command(
@@ -5466,7 +5504,8 @@ class DrillResult:
     database: str
     backup: str | None
     status: str  # "ok", "failed" or "skipped"
-    findings: list[str] = dataclasses.field(default_factory=list)
+    # Each a Text: shown in the operator's language, logged in English.
+    findings: list[str | Text] = dataclasses.field(default_factory=list)
     restore_s: float = 0.0
     check_s: float = 0.0
     tables: int = 0
@@ -5475,7 +5514,10 @@ class DrillResult:
     compared: bool = False  # with the live database (False when it is gone)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The result as logged; the findings stay Text until the log writes them (in English)."""
+        data = dataclasses.asdict(dataclasses.replace(self, findings=[]))
+        data["findings"] = list(self.findings)
+        return data
 
 
 def drill_databases(
@@ -5512,7 +5554,7 @@ def drill_databases(
         for db in config.databases:
             if not found[db.name]:
                 status = "skipped" if not db.required and not db.path.exists() else "failed"
-                finding = [] if status == "skipped" else ["there is no backup to drill"]
+                finding = [] if status == "skipped" else [text("drill.no_backup")]
                 results.append(DrillResult(db.name, None, status, finding))
                 continue
             results.append(drill_one(config, db, found[db.name][0], log, now=started))
@@ -5543,7 +5585,7 @@ def drill_one(
             plan = RestorePlan(backup.path, target, db.name, log.recorded_sha256(backup.path))
             checked = verify_backup(backup.path, expected=plan.expected_sha256)
             if not checked.ok:
-                result.findings.append(f"the backup fails its check: {checked.error}")
+                result.findings.append(text("drill.fails_check", error=checked.error))
                 return result
             with unpacked_backup(backup.path, backup.compression) as (plain, _):
                 _restore_new_file(plan, plain, config.busy_timeout)
@@ -5554,12 +5596,12 @@ def drill_one(
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     except BackupError as exc:
-        result.findings.append(exc.message)
+        result.findings.append(exc.text)
     except (OSError, sqlite3.Error) as exc:
-        result.findings.append(as_backup_error(exc, backup.path, "drilling").message)
+        result.findings.append(as_backup_error(exc, backup.path, "drilling").text)
     limit = dt.timedelta(hours=config.max_age_hours) + CHECK_GRACE
     if result.backup_age_s > limit.total_seconds():
-        result.findings.append(f"the newest backup is {_format_age(result.backup_age_s)} old")
+        result.findings.append(text("drill.too_old", age=_age_text(result.backup_age_s)))
     result.status = "failed" if result.findings else "ok"
     return result
 
@@ -5577,11 +5619,11 @@ def _quote(name: str) -> str:
 
 def _compare_with_live(
     config: Config, db: DatabaseSpec, restored: Path, result: DrillResult
-) -> list[str]:
+) -> list[str | Text]:
     """What is wrong with the restored copy: SQLite's checks, its schema and row counts
     against the live database (when there is one still), and any table that does not read
     end to end."""
-    findings: list[str] = []
+    findings: list[str | Text] = []
     copy = sqlite3.connect(sqlite_uri(restored, "ro"), uri=True)
     live = (
         sqlite3.connect(sqlite_uri(db.path, "ro"), uri=True, timeout=config.busy_timeout)
@@ -5592,24 +5634,27 @@ def _compare_with_live(
     try:
         problems = [row[0] for row in copy.execute("PRAGMA integrity_check(20)")]
         if problems != ["ok"]:
-            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-            findings.append(f"integrity_check: {'; '.join(problems[:3])}{more}")
+            shown = "; ".join(problems[:3])
+            if len(problems) > 3:
+                findings.append(
+                    text("drill.integrity_more", problems=shown, more=len(problems) - 3)
+                )
+            else:
+                findings.append(text("drill.integrity", problems=shown))
         violations = copy.execute("PRAGMA foreign_key_check").fetchall()
         if violations:
             tables = sorted({row[0] for row in violations})
-            findings.append(
-                f"foreign_key_check: {len(violations)} row(s) point at nothing "
-                f"(in {', '.join(tables)})"
-            )
+            values = {"count": len(violations), "tables": ", ".join(tables)}
+            findings.append(text("drill.foreign_keys", **values))
         ours = _schema(copy)
         theirs = _schema(live) if live is not None else ours
         for kind, name in sorted(set(theirs) - set(ours)):
-            findings.append(f"{kind} {name} of the live database is missing from the backup")
+            findings.append(text("drill.missing_from_backup", kind=kind, name=name))
         for kind, name in sorted(set(ours) - set(theirs)):
-            findings.append(f"{kind} {name} of the backup is not in the live database")
+            findings.append(text("drill.not_in_live", kind=kind, name=name))
         for key in sorted(set(ours) & set(theirs)):
             if ours[key] != theirs[key]:
-                findings.append(f"{key[0]} {key[1]} differs from the live database's")
+                findings.append(text("drill.differs", kind=key[0], name=key[1]))
         floor = 1 - config.max_shrink_percent / 100
         for kind, name in sorted(ours):
             if kind != "table" or ours[(kind, name)].upper().startswith("CREATE VIRTUAL"):
@@ -5618,17 +5663,15 @@ def _compare_with_live(
             try:
                 rows = sum(1 for _ in copy.execute(f"SELECT * FROM {_quote(name)}"))
             except sqlite3.Error as exc:
-                findings.append(f"table {name} does not read to its end: {exc}")
+                findings.append(text("drill.unreadable_table", name=name, error=str(exc)))
                 continue
             result.rows_read += rows
             if live is None or (kind, name) not in theirs:
                 continue
             (live_rows,) = live.execute(f"SELECT COUNT(*) FROM {_quote(name)}").fetchone()
             if rows < live_rows * floor:
-                findings.append(
-                    f"table {name} has {rows:,} rows in the backup, {live_rows:,} in the live "
-                    f"database (more than {config.max_shrink_percent:g}% fewer)"
-                )
+                values = {"rows": rows, "live": live_rows, "percent": config.max_shrink_percent}
+                findings.append(text("drill.shrank", name=name, **values))
     finally:
         copy.close()
         if live is not None:
@@ -5664,7 +5707,7 @@ def render_drill(record: dict[str, Any], symbols: Symbols, lang: str = "en") -> 
             lines.append(f"{symbols.ok} {line}")
         else:
             lines.append(f"{symbols.fail} " + tr("drill.failed", database=name, file=backup))
-        lines += [f"   - {finding}" for finding in drill["findings"]]
+        lines += [f"   - {render_text(finding, lang)}" for finding in drill["findings"]]
     if record["status"] == "ok":
         lines.append(f"{symbols.ok} " + tr("drill.all_passed"))
     else:
@@ -6466,7 +6509,7 @@ def write_metrics(config: Config, io: Output) -> None:
             if isinstance(exc, BackupError)
             else describe_os_error(exc, config.metrics, "writing")
         )
-        io.warn(f"metrics not written: {error.message}")
+        io.warn(text("metrics.not_written", error=error.text))
 
 
 # ======================================================================================

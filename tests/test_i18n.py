@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import string
 import subprocess
 import sys
@@ -307,3 +308,18 @@ def test_a_bad_config_value_is_explained_in_chinese(app: App) -> None:
     assert result.returncode == dbs.ExitCode.USAGE
     assert "keep_days 必须是整数，而不是 'many'" in result.stderr
     assert "提示：请修正该值，各设置的说明见 --help" in result.stderr
+
+
+def test_a_drills_findings_read_in_chinese_and_are_logged_in_english(app: App) -> None:
+    assert app.run("--run").returncode == 0
+    with sqlite3.connect(app.main_db) as conn:
+        conn.execute("CREATE TABLE invoices(id INTEGER PRIMARY KEY)")
+    conn.close()
+
+    result = app.run("--drill", env=ZH)
+
+    assert result.returncode == 1
+    assert "   - 线上数据库的 table invoices 在备份中不存在" in result.stdout
+    logged = app.log_file.read_text(encoding="utf-8")
+    assert "table invoices of the live database is missing from the backup" in logged
+    assert not has_chinese(logged)
