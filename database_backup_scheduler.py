@@ -5858,17 +5858,22 @@ def render_history(rows: Sequence[dict[str, Any]], symbols: Symbols, lang: str =
     return "\n".join(lines)
 
 
+def _unique_bytes(files: Iterable[BackupFile], seen: set[tuple[int, int]]) -> int:
+    """Bytes on disk of ``files`` not in ``seen`` (files already counted), each hard-linked
+    file once; adds them to ``seen``."""
+    size = 0
+    for backup in files:
+        if backup.file_id not in seen:
+            seen.add(backup.file_id)
+            size += backup.size
+    return size
+
+
 def backup_folder_usage(backups: dict[str, list[BackupFile]]) -> tuple[int, int]:
     """The backup files listed and their bytes on disk, each hard-linked file counted once."""
     seen: set[tuple[int, int]] = set()
-    count = size = 0
-    for files in backups.values():
-        for backup in files:
-            count += 1
-            if backup.file_id not in seen:
-                seen.add(backup.file_id)
-                size += backup.size
-    return count, size
+    size = sum(_unique_bytes(files, seen) for files in backups.values())
+    return sum(len(files) for files in backups.values()), size
 
 
 def collect_stats(
@@ -5897,11 +5902,7 @@ def collect_stats(
     naive_now = now.astimezone().replace(tzinfo=None)
     for db in config.databases:
         files = backups[db.name]
-        unique = 0
-        for backup in files:
-            if backup.file_id not in seen_files:
-                seen_files.add(backup.file_id)
-                unique += backup.size
+        unique = _unique_bytes(files, seen_files)
         folder_bytes += unique
         results = outcomes[db.name]
         drill, drilled = drills.get(db.name, ({}, None))
