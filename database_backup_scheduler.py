@@ -266,6 +266,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "history.restored_from": ("restored from {file}", "从 {file} 恢复"),
     "history.drill_of": ("restore drill of {detail}", "恢复演练：{detail}"),
     "history.drill": ("restore drill: {detail}", "恢复演练：{detail}"),
+    "history.not_present": ("the database is not present", "数据库不存在"),
     "history.no_log": ("there is no run log {path}", "没有运行日志 {path}"),
     "history.from_disk": (
         "{warning}; showing the backups found in {folder} instead",
@@ -678,6 +679,523 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
     "error.config_missing": ("config file {path} does not exist", "配置文件 {path} 不存在"),
     "error.config_missing_hint": ("check --config", "请检查 --config"),
+    # Settings and paths refused before anything is done
+    "usage.db_no_path": ("--db {value!r}: no path given", "--db {value!r}：没有给出路径"),
+    "usage.db_no_path_hint": (
+        "use --db PATH or --db NAME=PATH",
+        "请使用 --db PATH 或 --db NAME=PATH",
+    ),
+    "usage.path_nul": (
+        "the path {path!r} holds a NUL character",
+        "路径 {path!r} 含有 NUL 字符",
+    ),
+    "usage.path_nul_in": (
+        "{source}: the path {path!r} holds a NUL character",
+        "{source}：路径 {path!r} 含有 NUL 字符",
+    ),
+    "usage.fix_path": ("fix the path", "请修正路径"),
+    "usage.database_name": (
+        "database name {name!r} cannot be part of a file name",
+        "数据库名 {name!r} 不能用作文件名的一部分",
+    ),
+    "usage.database_name_hint": (
+        'use letters, digits, "_", "-" and "." (not first or last), e.g. --db main.db=PATH',
+        '请使用字母、数字、"_"、"-" 和 "."（不能在开头或结尾），例如 --db main.db=PATH',
+    ),
+    "usage.same_name": (
+        "two databases share the name {name!r}: {first} and {second}",
+        "两个数据库同名 {name!r}：{first} 和 {second}",
+    ),
+    "usage.same_name_hint": (
+        'give each a distinct name with --db NAME=PATH (or "name" in the config file)',
+        '请用 --db NAME=PATH（或配置文件中的 "name"）给每个数据库起不同的名字',
+    ),
+    "usage.log_is_database": (
+        "run log {path} is one of the databases",
+        "运行日志 {path} 是要备份的数据库之一",
+    ),
+    "usage.other_log_file": ("choose another --log-file", "请选择另一个 --log-file"),
+    "usage.log_not_file": ("run log {path} is not a regular file", "运行日志 {path} 不是普通文件"),
+    "usage.copy_to_backup_dir": (
+        "--copy-to {folder} is the backup folder itself: a copy there protects nothing",
+        "--copy-to {folder} 就是备份目录本身：复制到那里起不到任何保护作用",
+    ),
+    "usage.copy_to_backup_dir_hint": (
+        "give a folder on another disk (an external disk, a NAS share)",
+        "请指定另一块磁盘上的文件夹（移动硬盘、NAS 共享）",
+    ),
+    "usage.log_not_json": (
+        "run log {path} must be a .json file",
+        "运行日志 {path} 必须是 .json 文件",
+    ),
+    "usage.log_not_json_hint": (
+        "choose a --log-file ending in .json",
+        "请选择以 .json 结尾的 --log-file",
+    ),
+    "usage.backup_dir_not_folder": (
+        "backup directory {path} exists and is not a folder",
+        "备份目录 {path} 已存在，但不是文件夹",
+    ),
+    "usage.other_backup_dir": ("choose another --backup-dir", "请选择另一个 --backup-dir"),
+    "usage.no_app_folder": (
+        "there is no folder {folder}: the backups would go to {backup_dir}",
+        "没有文件夹 {folder}：备份会存放到 {backup_dir}",
+    ),
+    "usage.no_app_folder_hint": (
+        "put {script} in the app's root folder (the one that holds instance/), "
+        "or choose a --backup-dir",
+        "请把 {script} 放在应用的根目录（包含 instance/ 的那个文件夹），或指定 --backup-dir",
+    ),
+    "usage.backup_dir_parent_file": (
+        "cannot create the backup directory {path}: {parent} is a file",
+        "无法创建备份目录 {path}：{parent} 是一个文件",
+    ),
+    "usage.no_log_folder": (
+        "the folder of the run log {path} does not exist",
+        "运行日志 {path} 所在的文件夹不存在",
+    ),
+    "usage.no_log_folder_hint": (
+        "create it, or choose another --log-file",
+        "请创建它，或选择另一个 --log-file",
+    ),
+    "usage.limit": ("--limit must be at least 1", "--limit 至少为 1"),
+    "usage.needs_pytz": (
+        "--timezone needs the 'pytz' package, which is not installed",
+        "--timezone 需要 'pytz' 包，但它没有安装",
+    ),
+    "usage.unknown_timezone": (
+        "unknown time zone {name!r} ({error!r})",
+        "未知的时区 {name!r}（{error!r}）",
+    ),
+    "usage.unknown_timezone_hint": (
+        "use a zone name like Asia/Shanghai",
+        "请使用像 Asia/Shanghai 这样的时区名",
+    ),
+    "usage.install": ("run: {command}", "请运行：{command}"),
+    "task.secret": (
+        "{flags} may hold a secret and is not written into a task",
+        "{flags} 可能含有密钥，不会写入计划任务",
+    ),
+    "task.secret_hint": (
+        "put it in {config} (read by every run) or a --config file",
+        "请把它写在 {config}（每次运行都会读取）或 --config 文件中",
+    ),
+    "task.double_quote": (
+        "{value!r} holds a double quote, which a batch file cannot pass on",
+        "{value!r} 含有双引号，批处理文件无法传递它",
+    ),
+    "task.double_quote_hint": (
+        "put that setting in {config} or a --config file",
+        "请把这个设置写在 {config} 或 --config 文件中",
+    ),
+    # The backup engine
+    "error.source_is_folder": (
+        "{source} is a folder, not a database file",
+        "{source} 是文件夹，不是数据库文件",
+    ),
+    "error.no_free_name": (
+        "no free name left in {folder} for {file}",
+        "{folder} 中已没有可给 {file} 使用的文件名",
+    ),
+    "error.not_a_database": (
+        "{path} is not an SQLite database (or it is encrypted)",
+        "{path} 不是 SQLite 数据库（或者已加密）",
+    ),
+    "error.not_a_database_hint": (
+        "check the path given with --db or in the config file",
+        "请检查 --db 或配置文件中给出的路径",
+    ),
+    "error.damaged": ("{path} is damaged ({error})", "{path} 已损坏（{error}）"),
+    "error.damaged_hint": (
+        'run: sqlite3 "{path}" "PRAGMA integrity_check" and restore from a good backup',
+        '请运行：sqlite3 "{path}" "PRAGMA integrity_check"，并从完好的备份恢复',
+    ),
+    "error.cannot_open": ("cannot open {path} ({error})", "无法打开 {path}（{error}）"),
+    "error.cannot_open_hint": (
+        "check that the file and its folder exist and that this user may read them",
+        "请检查该文件及其文件夹是否存在，以及当前用户能否读取它们",
+    ),
+    "error.cannot_lock": (
+        "cannot lock {path} for reading ({error})",
+        "无法锁定 {path} 以读取（{error}）",
+    ),
+    "error.cannot_lock_hint": (
+        "this user needs write access to the database's folder for SQLite's lock files",
+        "当前用户需要数据库所在文件夹的写权限，SQLite 要在那里建锁文件",
+    ),
+    "error.sqlite": ("{path}: {error}", "{path}：{error}"),
+    "error.stayed_locked": (
+        "{source} stayed locked for {seconds:g} s",
+        "{source} 被锁定了 {seconds:g} 秒，一直没有释放",
+    ),
+    "error.stayed_locked_hint": (
+        "a long write transaction holds it; retry later or raise --busy-timeout",
+        "有一个很长的写事务占用着它；请稍后重试，或调大 --busy-timeout",
+    ),
+    "error.disk_full_reason": ("disk full", "磁盘已满"),
+    "error.cannot_write_copy": (
+        "cannot write the copy of {source} into {folder} ({reason})",
+        "无法把 {source} 的副本写入 {folder}（{reason}）",
+    ),
+    "error.copy_needs_space_hint": (
+        "the copy needs about {size}: free space on that disk, or move --backup-dir",
+        "副本大约需要 {size}：请清理该磁盘的空间，或更换 --backup-dir",
+    ),
+    "error.check_folder_hint": (
+        "check that the folder still exists, is writable and has free space",
+        "请检查该文件夹是否还在、可写、并有可用空间",
+    ),
+    "error.copy_failed_check": (
+        "the copy of {what} failed verification ({verdict})",
+        "{what} 的副本未通过校验（{verdict}）",
+    ),
+    "error.copy_failed_check_hint": (
+        'the database may be damaged: sqlite3 "{what}" "PRAGMA integrity_check"',
+        '数据库可能已损坏：sqlite3 "{what}" "PRAGMA integrity_check"',
+    ),
+    "error.lock_is_link": (
+        "the run lock {path} is a symbolic link",
+        "运行锁 {path} 是一个符号链接",
+    ),
+    "error.lock_is_link_hint": (
+        "remove it; the tool makes a plain file there",
+        "请删除它；本工具会在那里创建一个普通文件",
+    ),
+    # --compress
+    "compress.needs_zstandard": (
+        "--compress zstd needs the 'zstandard' package, which is not installed",
+        "--compress zstd 需要 'zstandard' 包，但它没有安装",
+    ),
+    "compress.needs_zstandard_hint": (
+        "{install} (or use --compress gzip)",
+        "{install}（或改用 --compress gzip）",
+    ),
+    "compress.empty": ("{path} is empty", "{path} 是空文件"),
+    "compress.truncated": ("{path} is truncated", "{path} 不完整（被截断了）"),
+    "compress.cannot_unpack": ("cannot unpack {path}: {error}", "无法解压 {path}：{error}"),
+    "compress.failed": (
+        "cannot compress the backup of {source}: {error}",
+        "无法压缩 {source} 的备份：{error}",
+    ),
+    "compress.differs": (
+        "the compressed copy of {source} does not unpack to the same",
+        "{source} 的压缩副本解压后与原内容不一致",
+    ),
+    # Retention and the run log
+    "prune.cannot_delete": ("cannot delete {path}: {error}", "无法删除 {path}：{error}"),
+    "log.not_logged": ("{warning}; the run was not logged", "{warning}；本次运行没有记入日志"),
+    "log.not_logged_hint": ("fix the file's permissions", "请修正该文件的权限"),
+    "log.is_database": (
+        "{path} is an SQLite database, not a run log; the run was not logged",
+        "{path} 是 SQLite 数据库，不是运行日志；本次运行没有记入日志",
+    ),
+    # --encrypt-to, --keygen, --decrypt and --identity
+    "encrypt.needs_pyrage": (
+        "--encrypt-to, --keygen, --decrypt and --identity need the 'pyrage' package, "
+        "which is not installed",
+        "--encrypt-to、--keygen、--decrypt 和 --identity 需要 'pyrage' 包，但它没有安装",
+    ),
+    "encrypt.recipient_hint": (
+        "give an age public key (age1..., printed by --keygen or age-keygen), an SSH public key "
+        "line (ssh-ed25519 ...), or the path of a file of them, one per line",
+        "请给出 age 公钥（age1...，由 --keygen 或 age-keygen 输出）、SSH 公钥行"
+        "（ssh-ed25519 ...），或存放它们的文件的路径（每行一个）",
+    ),
+    "encrypt.no_recipients_file": (
+        "--encrypt-to {value}: there is no such recipients file",
+        "--encrypt-to {value}：没有这个公钥文件",
+    ),
+    "encrypt.cannot_read_recipients": (
+        "cannot read the recipients file {path}: {error}",
+        "无法读取公钥文件 {path}：{error}",
+    ),
+    "encrypt.secret_key": (
+        "{where}: that is a secret key; give its public key",
+        "{where}：这是私钥；请给出它的公钥",
+    ),
+    "encrypt.secret_key_file_hint": (
+        "keep the secret key off this server; give the public key (age-keygen -y "
+        "KEYFILE prints it; for SSH, the .pub file)",
+        "私钥不要放在这台服务器上；请给出公钥（age-keygen -y KEYFILE 可以输出它；"
+        "SSH 则用 .pub 文件）",
+    ),
+    "encrypt.secret_key_hint": (
+        "keep the secret key off this server; age-keygen -y KEYFILE prints its public key",
+        "私钥不要放在这台服务器上；age-keygen -y KEYFILE 可以输出它的公钥",
+    ),
+    "encrypt.no_recipient": (
+        "the recipients file {path} holds no recipient",
+        "公钥文件 {path} 中没有任何公钥",
+    ),
+    "encrypt.not_a_public_key": (
+        "{where}: {shown!r} is not an age or SSH public key ({error})",
+        "{where}：{shown!r} 不是 age 或 SSH 公钥（{error}）",
+    ),
+    "encrypt.identity_hint": (
+        "give the file --keygen (or age-keygen) wrote, or an SSH private key",
+        "请给出 --keygen（或 age-keygen）生成的文件，或 SSH 私钥",
+    ),
+    "encrypt.cannot_read_identity": (
+        "cannot read the identity file {path}: {error}",
+        "无法读取私钥文件 {path}：{error}",
+    ),
+    "encrypt.ssh_key": (
+        "cannot use the SSH key {path} ({error})",
+        "无法使用 SSH 私钥 {path}（{error}）",
+    ),
+    "encrypt.ssh_key_hint": (
+        "a key protected by a passphrase: decrypt with the age command instead "
+        "(age -d -i KEY FILE.age > FILE)",
+        "这是有口令保护的私钥：请改用 age 命令解密（age -d -i KEY FILE.age > FILE）",
+    ),
+    "encrypt.no_identity": (
+        "{path} holds no age identity (AGE-SECRET-KEY-1...)",
+        "{path} 中没有 age 私钥（AGE-SECRET-KEY-1...）",
+    ),
+    "encrypt.bad_identity": (
+        "{path}: an identity there cannot be read ({error})",
+        "{path}：其中的私钥无法读取（{error}）",
+    ),
+    "encrypt.failed": ("cannot encrypt {path}: {error}", "无法加密 {path}：{error}"),
+    "encrypt.failed_earlier": (
+        "cannot encrypt {path}: it failed earlier in this run",
+        "无法加密 {path}：本次运行中它已经失败过",
+    ),
+    "keygen.exists": (
+        "{path} exists already; it is never overwritten (it may be the only key)",
+        "{path} 已存在；它绝不会被覆盖（它可能是唯一的私钥）",
+    ),
+    "keygen.exists_hint": ("choose another file name", "请换一个文件名"),
+    "decrypt.not_encrypted_name": (
+        "{file} is not the name of an encrypted backup (<backup name>.age)",
+        "{file} 不是加密备份的名字（<备份名>.age）",
+    ),
+    "decrypt.not_encrypted_name_hint": (
+        "give a file that --encrypt-to sent, as it was named",
+        "请给出 --encrypt-to 发送的文件，并保持它原来的名字",
+    ),
+    "decrypt.no_file": ("{path} does not exist or is not a file", "{path} 不存在，或不是一个文件"),
+    "decrypt.check_path": ("check the path", "请检查路径"),
+    "decrypt.failed": (
+        "cannot decrypt {path} with {identity}: {error}",
+        "无法用 {identity} 解密 {path}：{error}",
+    ),
+    "decrypt.failed_hint": (
+        "give the identity whose public key --encrypt-to named; a damaged "
+        "file cannot be decrypted either (take another copy)",
+        "请给出与 --encrypt-to 所用公钥配对的私钥；损坏的文件同样无法解密（请换一个副本）",
+    ),
+    "decrypt.needs": (
+        "--decrypt needs --identity KEYFILE and --output FILE",
+        "--decrypt 需要 --identity KEYFILE 和 --output FILE",
+    ),
+    "decrypt.needs_hint": (
+        "e.g. --decrypt copy.bak.age --identity key.txt --output copy.bak",
+        "例如 --decrypt copy.bak.age --identity key.txt --output copy.bak",
+    ),
+    "decrypt.output_exists": (
+        "{path} exists already; it is never overwritten",
+        "{path} 已存在；它绝不会被覆盖",
+    ),
+    "decrypt.choose_output": ("choose --output", "请另选 --output"),
+    "decrypt.check_output": ("check --output", "请检查 --output"),
+    "decrypt.needs_identity": (
+        "{file} is encrypted: give the key that reads it with --identity KEYFILE",
+        "{file} 已加密：请用 --identity KEYFILE 给出能解密它的私钥",
+    ),
+    "decrypt.needs_identity_hint": (
+        "the identity file --keygen wrote (or age-keygen), or the SSH private key",
+        "即 --keygen（或 age-keygen）生成的私钥文件，或 SSH 私钥",
+    ),
+    # Off-site copies: --copy-to, --s3, --upload-command
+    "copy.no_folder": (
+        "destination folder {folder} does not exist",
+        "目标文件夹 {folder} 不存在",
+    ),
+    "copy.no_folder_hint": (
+        "mount the disk or share, or create the folder",
+        "请挂载该磁盘或共享，或创建这个文件夹",
+    ),
+    "copy.mismatch": (
+        "the copy of {file} in {folder} does not match the backup",
+        "{folder} 中 {file} 的副本与备份不一致",
+    ),
+    "copy.mismatch_hint": (
+        "check the destination disk; the next run copies it again",
+        "请检查目标磁盘；下次运行会重新复制",
+    ),
+    "copy.sha_differs": (
+        "its SHA-256 differs from the one recorded when it was made",
+        "它的 SHA-256 与制作时记录的不一致",
+    ),
+    "copy.unlogged_fails_check": (
+        "it is not in the run log and fails quick_check ({verdict})",
+        "它不在运行日志中，且未通过 quick_check（{verdict}）",
+    ),
+    "s3.needs_boto3": (
+        "--s3 needs the 'boto3' package, which is not installed",
+        "--s3 需要 'boto3' 包，但它没有安装",
+    ),
+    "s3.error": ("{where}: {code}: {error}", "{where}：{code}：{error}"),
+    "s3.check_secret": (
+        "check AWS_SECRET_ACCESS_KEY (or the profile's secret)",
+        "请检查 AWS_SECRET_ACCESS_KEY（或 profile 中的 secret）",
+    ),
+    "s3.check_key_id": (
+        "check AWS_ACCESS_KEY_ID (or the profile's key)",
+        "请检查 AWS_ACCESS_KEY_ID（或 profile 中的 key）",
+    ),
+    "s3.access_denied": (
+        "the key may not write to that bucket; check its policy",
+        "该密钥可能无权写入这个 bucket；请检查它的策略",
+    ),
+    "s3.no_bucket": (
+        "create the bucket, or check the name in --s3",
+        "请创建这个 bucket，或检查 --s3 中的名字",
+    ),
+    "s3.check_all": (
+        "check --s3-endpoint, the network and the credentials",
+        "请检查 --s3-endpoint、网络和凭据",
+    ),
+    "s3.bad_url": (
+        "--s3 {url!r} is not s3://bucket/prefix",
+        "--s3 {url!r} 不是 s3://bucket/prefix",
+    ),
+    "s3.listing": ("listing {label}", "列出 {label}"),
+    "s3.uploading": ("uploading {file} to {label}", "上传 {file} 到 {label}"),
+    "s3.reading_back": ("reading back {key} from {label}", "从 {label} 读回 {key}"),
+    "s3.deleting": ("deleting {file} from {label}", "从 {label} 删除 {file}"),
+    "s3.size_after_upload": (
+        "{label}{file} is {size} bytes after the upload, not {expected}",
+        "上传后 {label}{file} 是 {size} 字节，而不是 {expected}",
+    ),
+    "s3.differs": (
+        "{label}: {key} differs from the backup after the upload",
+        "{label}：上传后 {key} 与备份不一致",
+    ),
+    "upload.bad_template": (
+        "--upload-command {template!r}: {error!r}",
+        "--upload-command {template!r}：{error!r}",
+    ),
+    "upload.placeholders": ("placeholders: {names}", "可用的占位符：{names}"),
+    "upload.not_found": ("{label}: {program!r} not found", "{label}：找不到 {program!r}"),
+    "upload.not_found_hint": ("install it or give its full path", "请安装它，或给出它的完整路径"),
+    "upload.timed_out": (
+        "{label} did not finish in {seconds:g} s",
+        "{label} 没有在 {seconds:g} 秒内完成",
+    ),
+    "upload.cannot_start": ("{label} could not start: {error}", "{label} 无法启动：{error}"),
+    "upload.exited": (
+        "{label} exited {code} for {file}: {said}",
+        "{label} 处理 {file} 时退出码为 {code}：{said}",
+    ),
+    "upload.exited_silent": (
+        "{label} exited {code} for {file} (it printed nothing)",
+        "{label} 处理 {file} 时退出码为 {code}（它没有任何输出）",
+    ),
+    "upload.exited_hint": (
+        "run the command by hand with that file to see why; the next run sends it again",
+        "请用这个文件手动运行该命令查看原因；下次运行会重新发送",
+    ),
+    # Webhooks and heartbeats ("HTTP 404 Not Found" stays as the server said it)
+    "http.timed_out": (
+        "no answer in {seconds:g} s (timed out)",
+        "{seconds:g} 秒内没有应答（超时）",
+    ),
+    "http.server_error": ("{error} from the server", "服务器端出错：{error}"),
+    "run.alert_failed_too": (
+        "the alert to {target} failed too: {error}",
+        "发往 {target} 的告警也失败了：{error}",
+    ),
+    "run.hint_and": ("{hint}; {more}", "{hint}；{more}"),
+    # Restore refusals and failures
+    "restore.risk_unlogged": (
+        "{file} is not a backup the run log {log} knows: its SHA-256 cannot be checked, so a "
+        "changed or planted file would not be noticed",
+        "{file} 不是运行日志 {log} 中记录的备份：无法核对它的 SHA-256，"
+        "被改动或被人放进来的文件不会被发现",
+    ),
+    "restore.risk_unlogged_unread": (
+        "{file} is not a backup the run log {log} knows (it could not be read: {warning}): "
+        "its SHA-256 cannot be checked, so a changed or planted file would not be noticed",
+        "{file} 不是运行日志 {log} 中记录的备份（日志无法读取：{warning}）：无法核对它的 "
+        "SHA-256，被改动或被人放进来的文件不会被发现",
+    ),
+    "restore.risk_other_database": (
+        "{file} is a backup of {backup_of}, but {target} is the database {database}",
+        "{file} 是 {backup_of} 的备份，而 {target} 是数据库 {database}",
+    ),
+    "restore.refusing": (
+        "refusing to restore: {risk}; nothing was changed",
+        "拒绝恢复：{risk}；没有做任何更改",
+    ),
+    "restore.refusing_hint": (
+        "pick a backup from --history, or add {flag} if you are sure",
+        "请从 --history 中选择一个备份；如果确定要恢复它，请加上 {flag}",
+    ),
+    "restore.not_a_terminal": (
+        "refusing to restore without confirmation: not on a terminal",
+        "未经确认，拒绝恢复：当前不在终端中",
+    ),
+    "restore.not_a_terminal_hint": (
+        "stop the app, then run again with --yes",
+        "请停止应用，然后加上 --yes 再次运行",
+    ),
+    "restore.wal_open": ("it has the WAL database open", "它打开着 WAL 模式的数据库"),
+    "restore.in_transaction": ("it holds a transaction: {error}", "它持有一个事务：{error}"),
+    "restore.nothing_changed_after": (
+        "{error}; nothing was changed",
+        "{error}；没有做任何更改",
+    ),
+    "restore.failed": (
+        "restoring into {target} failed ({error}); SQLite kept the old content",
+        "恢复到 {target} 失败（{error}）；SQLite 保留了原来的内容",
+    ),
+    "restore.also_saved": (
+        "the replaced database is also saved as {path}",
+        "被替换的数据库另外保存为 {path}",
+    ),
+    "restore.check_after_failed": (
+        "{target} was restored, but checking it afterwards failed ({error})",
+        "{target} 已恢复，但随后的检查失败（{error}）",
+    ),
+    "restore.check_after_failed_hint": (
+        "stop anything that opened it, then run --verify on the database",
+        "请停止所有打开它的程序，然后对该数据库运行 --verify",
+    ),
+    "restore.appeared": (
+        "{target} appeared during the restore; nothing was replaced",
+        "恢复过程中出现了 {target}；没有替换任何文件",
+    ),
+    "restore.appeared_hint": (
+        "stop the app, then restore again",
+        "请停止应用，然后再次恢复",
+    ),
+    # What --verify, --check and the off-site copies find wrong with a backup
+    "verify.cannot_read": ("cannot read {path}: {error}", "无法读取 {path}：{error}"),
+    "verify.not_regular": ("{path} is not a regular file", "{path} 不是普通文件"),
+    "verify.check_says": ("{check}: {verdict}", "{check}：{verdict}"),
+    "verify.sha_differs": (
+        "SHA-256 differs from the one recorded when the backup was made",
+        "SHA-256 与制作备份时记录的不一致",
+    ),
+    "verify.not_sqlite_start": (
+        "not an SQLite database (empty or damaged at the start)",
+        "不是 SQLite 数据库（为空，或开头已损坏）",
+    ),
+    "verify.size_logged": (
+        "{file} is {size:,} bytes, the run log recorded {logged:,}",
+        "{file} 有 {size:,} 字节，运行日志记录的是 {logged:,}",
+    ),
+    "verify.not_sqlite": ("{file} is not an SQLite database", "{file} 不是 SQLite 数据库"),
+    "verify.header_size": (
+        "{file} is {size:,} bytes, its header says {declared:,}",
+        "{file} 有 {size:,} 字节，它的文件头声明的是 {declared:,}",
+    ),
+    "verify.sha_differs_run": (
+        "{path} differs from the SHA-256 recorded when it was made; run --verify",
+        "{path} 与制作时记录的 SHA-256 不一致；请运行 --verify",
+    ),
     # --drill
     "drill.skipped": (
         "{database}: skipped (the database is not present)",
@@ -1060,9 +1578,10 @@ def shell_command(words: Sequence[str]) -> str:
     return " ".join(shlex.quote(word) for word in words)
 
 
-def install_hint(*requirements: str) -> str:
+def install_hint(*requirements: str) -> Text:
     """The exact command that installs ``requirements`` for the Python running this script."""
-    return "run: " + shell_command([sys.executable, "-m", "pip", "install", *requirements])
+    command = shell_command([sys.executable, "-m", "pip", "install", *requirements])
+    return text("usage.install", command=command)
 
 
 # What --timezone needs, as the operator installs it (the app folder has no requirements.txt).
@@ -1695,16 +2214,20 @@ def parse_db_argument(value: str, base: Path) -> DatabaseSpec:
     else:
         name, path_text = "", value
     if not path_text.strip():
-        raise _usage_error(f"--db {value!r}: no path given", "use --db PATH or --db NAME=PATH")
+        raise _usage_error(text("usage.db_no_path", value=value), text("usage.db_no_path_hint"))
     path = _resolve(path_text, base)
     return DatabaseSpec(name or path.name, path, required=True)
 
 
-def _resolve(text: str, base: Path, source: str | None = None) -> Path:
-    if "\x00" in text:
-        where = f"{source}: " if source else ""
-        raise _usage_error(f"{where}the path {text!r} holds a NUL character", "fix the path")
-    path = Path(os.path.expanduser(text))
+def _resolve(path_text: str, base: Path, source: str | None = None) -> Path:
+    if "\x00" in path_text:
+        message = (
+            text("usage.path_nul_in", source=source, path=path_text)
+            if source
+            else text("usage.path_nul", path=path_text)
+        )
+        raise _usage_error(message, text("usage.fix_path"))
+    path = Path(os.path.expanduser(path_text))
     return path if path.is_absolute() else base / path
 
 
@@ -1935,40 +2458,37 @@ def validate_config(config: Config) -> None:
     for db in config.databases:
         if not _DATABASE_NAME.fullmatch(db.name) or len(db.name.encode()) > 200:
             raise _usage_error(
-                f"database name {db.name!r} cannot be part of a file name",
-                'use letters, digits, "_", "-" and "." (not first or last), e.g. --db main.db=PATH',
+                text("usage.database_name", name=db.name), text("usage.database_name_hint")
             )
         # Windows and macOS compare file names without case: so do we.
         key = db.name.casefold()
         if key in seen:
             raise _usage_error(
-                f"two databases share the name {db.name!r}: {seen[key].path} and {db.path}",
-                'give each a distinct name with --db NAME=PATH (or "name" in the config file)',
+                text("usage.same_name", name=db.name, first=seen[key].path, second=db.path),
+                text("usage.same_name_hint"),
             )
         seen[key] = db
     log_real = config.log_file.resolve()
     if any(log_real == db.path.resolve() for db in config.databases):
         raise _usage_error(
-            f"run log {config.log_file} is one of the databases", "choose another --log-file"
+            text("usage.log_is_database", path=config.log_file), text("usage.other_log_file")
         )
     # os.path's tests, not Path's: these never raise for a folder that cannot be entered
     # (check_log_folder then says so, by name).
     if os.path.exists(config.log_file) and not os.path.isfile(config.log_file):
         raise _usage_error(
-            f"run log {config.log_file} is not a regular file",
-            "choose another --log-file",
+            text("usage.log_not_file", path=config.log_file), text("usage.other_log_file")
         )
     for folder in config.copy_to:
         if _path_key(folder.resolve()) == _path_key(config.backup_dir.resolve()):
             raise _usage_error(
-                f"--copy-to {folder} is the backup folder itself: a copy there protects nothing",
-                "give a folder on another disk (an external disk, a NAS share)",
+                text("usage.copy_to_backup_dir", folder=folder),
+                text("usage.copy_to_backup_dir_hint"),
             )
     # A damaged log is moved aside and replaced: only ever a file meant to be one.
     if config.log_file.suffix.lower() != ".json":
         raise _usage_error(
-            f"run log {config.log_file} must be a .json file",
-            "choose a --log-file ending in .json",
+            text("usage.log_not_json", path=config.log_file), text("usage.log_not_json_hint")
         )
 
 
@@ -2170,14 +2690,13 @@ def ensure_backup_dir(backup_dir: Path, *, app_folder: Path | None = None) -> No
         # Path.exists() raises where a parent cannot be entered (before Python 3.12).
         if backup_dir.exists() and not backup_dir.is_dir():
             raise _usage_error(
-                f"backup directory {backup_dir} exists and is not a folder",
-                "choose another --backup-dir",
+                text("usage.backup_dir_not_folder", path=backup_dir),
+                text("usage.other_backup_dir"),
             )
         if app_folder is not None and not app_folder.is_dir():
             raise _usage_error(
-                f"there is no folder {app_folder}: the backups would go to {backup_dir}",
-                f"put {SCRIPT_NAME} in the app's root folder (the one that holds instance/), "
-                "or choose a --backup-dir",
+                text("usage.no_app_folder", folder=app_folder, backup_dir=backup_dir),
+                text("usage.no_app_folder_hint", script=SCRIPT_NAME),
             )
         missing = []
         parent = backup_dir
@@ -2186,8 +2705,8 @@ def ensure_backup_dir(backup_dir: Path, *, app_folder: Path | None = None) -> No
             parent = parent.parent
         if not parent.is_dir():
             raise _usage_error(
-                f"cannot create the backup directory {backup_dir}: {parent} is a file",
-                "choose another --backup-dir",
+                text("usage.backup_dir_parent_file", path=backup_dir, parent=parent),
+                text("usage.other_backup_dir"),
             )
         for folder in reversed(missing):
             folder.mkdir(mode=0o700)
@@ -2200,7 +2719,8 @@ def ensure_backup_dir(backup_dir: Path, *, app_folder: Path | None = None) -> No
         pass
     except OSError as exc:
         error = describe_os_error(exc, backup_dir, "creating")
-        raise _usage_error(error.message, error.hint or "choose another --backup-dir") from exc
+        hint = error.hint_text or text("usage.other_backup_dir")
+        raise _usage_error(error.text, hint) from exc
 
 
 def _is_scratch_folder(entry: os.DirEntry[str], file_names: Iterable[str] = ()) -> bool:
@@ -2372,7 +2892,7 @@ def publish_file(temp: Path, folder: Path, candidates: Iterable[str]) -> Path:
     replace a file."""
     final = _name_first_free(temp, folder, candidates, rename_without_links=True)
     if final is None:
-        raise BackupError(f"no free name left in {folder} for {temp.name}")
+        raise BackupError(text("error.no_free_name", folder=folder, file=temp.name))
     try:
         os.unlink(temp)  # linked: the sealed file keeps only its new name
     except FileNotFoundError:
@@ -2482,29 +3002,28 @@ def classify_sqlite_error(exc: BaseException) -> SqliteProblem:
 
 
 def _describe_sqlite_error(exc: sqlite3.Error, path: Path) -> BackupError:
-    text = str(exc)
+    error = str(exc)
     problem = classify_sqlite_error(exc)
     if problem is SqliteProblem.NOT_A_DATABASE:
         return DatabaseDamaged(
-            f"{path} is not an SQLite database (or it is encrypted)",
-            hint="check the path given with --db or in the config file",
+            text("error.not_a_database", path=path), hint=text("error.not_a_database_hint")
         )
     if problem is SqliteProblem.DAMAGED:
         return DatabaseDamaged(
-            f"{path} is damaged ({text})",
-            hint=f'run: sqlite3 "{path}" "PRAGMA integrity_check" and restore from a good backup',
+            text("error.damaged", path=path, error=error),
+            hint=text("error.damaged_hint", path=path),
         )
     if problem is SqliteProblem.CANNOT_OPEN:
         return BackupError(
-            f"cannot open {path} ({text})",
-            hint="check that the file and its folder exist and that this user may read them",
+            text("error.cannot_open", path=path, error=error),
+            hint=text("error.cannot_open_hint"),
         )
     if problem is SqliteProblem.READ_ONLY:
         return BackupError(
-            f"cannot lock {path} for reading ({text})",
-            hint="this user needs write access to the database's folder for SQLite's lock files",
+            text("error.cannot_lock", path=path, error=error),
+            hint=text("error.cannot_lock_hint"),
         )
-    return BackupError(f"{path}: {text}")
+    return BackupError(text("error.sqlite", path=path, error=error))
 
 
 class _BusyTimeout(Exception):
@@ -2521,26 +3040,27 @@ def _wrap_copy_error(
     """The BackupError for a failed snapshot of ``source`` into ``folder``."""
     if isinstance(exc, _BusyTimeout):
         return BackupError(
-            f"{source} stayed locked for {busy_timeout:g} s",
-            hint="a long write transaction holds it; retry later or raise --busy-timeout",
+            text("error.stayed_locked", source=source, seconds=busy_timeout),
+            hint=text("error.stayed_locked_hint"),
         )
     cause = exc.__cause__ if isinstance(exc, _CopyWriteError) else exc
     if isinstance(cause, OSError):
         full = cause.errno in (errno.ENOSPC, _EDQUOT)
-        reason = "disk full" if full else (cause.strerror or str(cause))
+        reason: str | Text = (
+            text("error.disk_full_reason") if full else (cause.strerror or str(cause))
+        )
     else:
         reason = str(cause)
         full = classify_sqlite_error(cause) in (SqliteProblem.FULL, SqliteProblem.IO_ERROR)
     if full:
         return BackupError(
-            f"cannot write the copy of {source} into {folder} ({reason})",
-            hint=f"the copy needs about {_format_size(_size_or_zero(source))}: free "
-            "space on that disk, or move --backup-dir",
+            text("error.cannot_write_copy", source=source, folder=folder, reason=reason),
+            hint=text("error.copy_needs_space_hint", size=_format_size(_size_or_zero(source))),
         )
     if isinstance(exc, _CopyWriteError):
         return BackupError(
-            f"cannot write the copy of {source} into {folder} ({reason})",
-            hint="check that the folder still exists, is writable and has free space",
+            text("error.cannot_write_copy", source=source, folder=folder, reason=reason),
+            hint=text("error.check_folder_hint"),
         )
     if isinstance(exc, sqlite3.Error):
         return _describe_sqlite_error(exc, source)
@@ -3112,8 +3632,8 @@ def _seal(temp: Path, what: str, hashing: _TrailingHash | None = None) -> tuple[
         raise describe_os_error(exc, temp, "verifying") from exc
     if verdict != "ok":
         raise VerificationFailed(
-            f"the copy of {what} failed verification ({verdict})",
-            hint=f'the database may be damaged: sqlite3 "{what}" "PRAGMA integrity_check"',
+            text("error.copy_failed_check", what=what, verdict=verdict),
+            hint=text("error.copy_failed_check_hint", what=what),
         )
     return size, digest
 
@@ -3196,8 +3716,8 @@ def _zstandard() -> Any:
         import zstandard
     except ImportError:
         raise _usage_error(
-            "--compress zstd needs the 'zstandard' package, which is not installed",
-            install_hint("zstandard") + " (or use --compress gzip)",
+            text("compress.needs_zstandard"),
+            text("compress.needs_zstandard_hint", install=install_hint("zstandard")),
         ) from None
     return zstandard
 
@@ -3236,7 +3756,7 @@ def _decompress_file(src: Path, dst: Path, compression: str) -> str:
     with open(src, "rb") as packed, open(dst, "wb") as plain:
         if compression == "gzip":
             if os.fstat(packed.fileno()).st_size == 0:
-                raise BackupError(f"{src} is empty")
+                raise BackupError(text("compress.empty", path=src))
             with gzip.GzipFile(fileobj=packed, mode="rb") as stream:
                 for chunk in iter(lambda: stream.read(HASH_CHUNK_BYTES), b""):
                     digest.update(chunk)
@@ -3248,7 +3768,7 @@ def _decompress_file(src: Path, dst: Path, compression: str) -> str:
                 digest.update(data)
                 plain.write(data)
             if not unpacker.eof:
-                raise BackupError(f"{src} is truncated")
+                raise BackupError(text("compress.truncated", path=src))
     return digest.hexdigest()
 
 
@@ -3265,21 +3785,21 @@ def unpacked_backup(path: Path, compression: str | None) -> Iterator[tuple[Path,
         except BackupError:
             raise
         except Exception as exc:  # gzip, zlib and zstandard each raise their own
-            raise BackupError(f"cannot unpack {path}: {exc}") from exc
+            raise BackupError(text("compress.cannot_unpack", path=path, error=exc)) from exc
         yield temp, digest
 
 
 # --- create_backup ---
 
 
-def check_backup_file(path: Path, compression: str | None, *, quick: bool = True) -> str:
+def check_backup_file(path: Path, compression: str | None, *, quick: bool = True) -> str | Text:
     """quick_check (or integrity_check) of a backup, unpacked where it is packed: "ok" or
     the fault. Raises BackupError where a packed backup cannot be unpacked."""
     with unpacked_backup(path, compression) as (plain, _):
         with open(plain, "rb") as handle:
             # SQLite takes an empty file for an empty database; no backup is empty.
             if handle.read(16) != _SQLITE_HEADER:
-                return "not an SQLite database (empty or damaged at the start)"
+                return text("verify.not_sqlite_start")
         return check_database_file(plain, quick=quick)
 
 
@@ -3329,7 +3849,8 @@ def create_backup(
     source = db.path
     if source.is_dir():
         raise BackupError(
-            f"{source} is a folder, not a database file", hint="give the database file's path"
+            text("error.source_is_folder", source=source),
+            hint=text("restore.target_folder_hint"),
         )
     if not source.exists():
         raise BackupError(
@@ -3374,9 +3895,9 @@ def create_backup(
             except BackupError:
                 raise
             except Exception as exc:  # zlib.error, zstandard.ZstdError
-                raise BackupError(f"cannot compress the backup of {source}: {exc}") from exc
+                raise BackupError(text("compress.failed", source=source, error=exc)) from exc
             if unpacked_sha != copy.sha256:
-                raise BackupError(f"the compressed copy of {source} does not unpack to the same")
+                raise BackupError(text("compress.differs", source=source))
             size, packed_sha = packed.stat().st_size, sha256_file(packed)
             final = publish_file(packed, backup_dir, names())
             return MadeBackup(final, size, packed_sha, copy.sha256, compression)
@@ -3438,9 +3959,10 @@ def select_expired(
     return [b for i, b in enumerate(ordered) if i not in keep]
 
 
-def prune_backups(expired: Sequence[BackupFile]) -> tuple[list[Path], list[str]]:
+def prune_backups(expired: Sequence[BackupFile]) -> tuple[list[Path], list[Text]]:
     """Delete the selected backups; return (deleted, error messages). Links are never followed."""
-    deleted, errors = [], []
+    deleted: list[Path] = []
+    errors: list[Text] = []
     for backup in expired:
         try:
             if not stat.S_ISREG(os.lstat(backup.path).st_mode):
@@ -3450,7 +3972,7 @@ def prune_backups(expired: Sequence[BackupFile]) -> tuple[list[Path], list[str]]
         except FileNotFoundError:
             continue
         except OSError as exc:
-            errors.append(f"cannot delete {backup.path}: {exc.strerror or exc}")
+            errors.append(text("prune.cannot_delete", path=backup.path, error=exc.strerror or exc))
     return deleted, errors
 
 
@@ -3516,10 +4038,7 @@ def check_log_folder(path: Path) -> None:
     except OSError as exc:
         raise describe_os_error(exc, path.parent, "opening the folder of the run log") from exc
     if not is_folder:
-        raise _usage_error(
-            f"the folder of the run log {path} does not exist",
-            "create it, or choose another --log-file",
-        )
+        raise _usage_error(text("usage.no_log_folder", path=path), text("usage.no_log_folder_hint"))
 
 
 def _clean_run(run: dict[str, Any]) -> dict[str, Any]:
@@ -3713,7 +4232,7 @@ class RunLog:
         path, warning = self.path, self.warning
         if self.unreadable:
             raise BackupError(
-                f"{warning}; the run was not logged", hint="fix the file's permissions"
+                text("log.not_logged", warning=warning), hint=text("log.not_logged_hint")
             )
         if self.damaged:
             try:
@@ -3723,8 +4242,7 @@ class RunLog:
                 is_database = False
             if is_database:
                 raise BackupError(
-                    f"{path} is an SQLite database, not a run log; the run was not logged",
-                    hint="choose another --log-file",
+                    text("log.is_database", path=path), hint=text("usage.other_log_file")
                 )
             stamp = (now or _now_local()).strftime(TIMESTAMP_FORMAT)
             names = (f"{path.name}.damaged-{stamp}" + (f"-{n}" if n else "") for n in range(1000))
@@ -3753,22 +4271,14 @@ class RunLog:
 
 # --- Encryption (age) ---
 
-_SECRET_KEY = "that is a secret key; give its public key"
-_RECIPIENT_HINT = (
-    "give an age public key (age1..., printed by --keygen or age-keygen), an SSH public key "
-    "line (ssh-ed25519 ...), or the path of a file of them, one per line"
-)
+_RECIPIENT_HINT = text("encrypt.recipient_hint")
 
 
 def _pyrage() -> Any:
     try:
         import pyrage
     except ImportError:
-        raise _usage_error(
-            "--encrypt-to, --keygen, --decrypt and --identity need the 'pyrage' package, "
-            "which is not installed",
-            install_hint("pyrage"),
-        ) from None
+        raise _usage_error(text("encrypt.needs_pyrage"), install_hint("pyrage")) from None
     return pyrage
 
 
@@ -3783,72 +4293,70 @@ def load_recipients(values: Sequence[str]) -> list[Any]:
             continue
         path = Path(value)
         try:
-            text = path.read_text(encoding="utf-8-sig")
+            content = path.read_text(encoding="utf-8-sig")
         except FileNotFoundError:
             raise _usage_error(
-                f"--encrypt-to {value}: there is no such recipients file", _RECIPIENT_HINT
+                text("encrypt.no_recipients_file", value=value), _RECIPIENT_HINT
             ) from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise _usage_error(f"cannot read the recipients file {path}: {exc}") from exc
-        if "PRIVATE KEY" in text or "AGE-SECRET-KEY-" in text.upper():
             raise _usage_error(
-                f"--encrypt-to {path}: {_SECRET_KEY}",
-                "keep the secret key off this server; give the public key (age-keygen -y "
-                "KEYFILE prints it; for SSH, the .pub file)",
+                text("encrypt.cannot_read_recipients", path=path, error=exc)
+            ) from exc
+        if "PRIVATE KEY" in content or "AGE-SECRET-KEY-" in content.upper():
+            raise _usage_error(
+                text("encrypt.secret_key", where=f"--encrypt-to {path}"),
+                text("encrypt.secret_key_file_hint"),
             )
-        lines = [line.strip() for line in text.splitlines()]
+        lines = [line.strip() for line in content.splitlines()]
         keys = [line for line in lines if line and not line.startswith("#")]
         if not keys:
-            raise _usage_error(f"the recipients file {path} holds no recipient", _RECIPIENT_HINT)
+            raise _usage_error(text("encrypt.no_recipient", path=path), _RECIPIENT_HINT)
         recipients += [_parse_recipient(pyrage, key, str(path)) for key in keys]
     return recipients
 
 
-def _parse_recipient(pyrage: Any, text: str, where: str) -> Any:
-    if text.upper().startswith("AGE-SECRET-KEY-"):
-        raise _usage_error(
-            f"{where}: {_SECRET_KEY}",
-            "keep the secret key off this server; age-keygen -y KEYFILE prints its public key",
-        )
+def _parse_recipient(pyrage: Any, key: str, where: str) -> Any:
+    if key.upper().startswith("AGE-SECRET-KEY-"):
+        raise _usage_error(text("encrypt.secret_key", where=where), text("encrypt.secret_key_hint"))
     try:
-        if text.startswith("age1"):
-            return pyrage.x25519.Recipient.from_str(text)
-        return pyrage.ssh.Recipient.from_str(text)
+        if key.startswith("age1"):
+            return pyrage.x25519.Recipient.from_str(key)
+        return pyrage.ssh.Recipient.from_str(key)
     except Exception as exc:  # pyrage.RecipientError
-        shown = text if len(text) <= 24 else text[:20] + "..."
+        shown = key if len(key) <= 24 else key[:20] + "..."
         raise _usage_error(
-            f"{where}: {shown!r} is not an age or SSH public key ({exc})", _RECIPIENT_HINT
+            text("encrypt.not_a_public_key", where=where, shown=shown, error=exc),
+            _RECIPIENT_HINT,
         ) from exc
 
 
 def load_identities(path: Path) -> list[Any]:
     """The identities (secret keys) in ``path``: an age identity file, or an SSH private key."""
     pyrage = _pyrage()
-    hint = "give the file --keygen (or age-keygen) wrote, or an SSH private key"
+    hint = text("encrypt.identity_hint")
     try:
         data = path.read_bytes()
     except OSError as exc:
+        error = exc.strerror or exc
         raise _usage_error(
-            f"cannot read the identity file {path}: {exc.strerror or exc}", hint
+            text("encrypt.cannot_read_identity", path=path, error=error), hint
         ) from exc
-    text = data.decode("utf-8", "replace")
-    if "PRIVATE KEY-----" in text:
+    content = data.decode("utf-8", "replace")
+    if "PRIVATE KEY-----" in content:
         try:
             return [pyrage.ssh.Identity.from_buffer(data)]
         except Exception as exc:  # pyrage.IdentityError
             raise _usage_error(
-                f"cannot use the SSH key {path} ({exc})",
-                "a key protected by a passphrase: decrypt with the age command instead "
-                "(age -d -i KEY FILE.age > FILE)",
+                text("encrypt.ssh_key", path=path, error=exc), text("encrypt.ssh_key_hint")
             ) from exc
-    keys = [line.strip() for line in text.splitlines()]
+    keys = [line.strip() for line in content.splitlines()]
     keys = [key for key in keys if key.upper().startswith("AGE-SECRET-KEY-")]
     if not keys:
-        raise _usage_error(f"{path} holds no age identity (AGE-SECRET-KEY-1...)", hint)
+        raise _usage_error(text("encrypt.no_identity", path=path), hint)
     try:
         return [pyrage.x25519.Identity.from_str(key) for key in keys]
     except Exception as exc:  # pyrage.IdentityError
-        raise _usage_error(f"{path}: an identity there cannot be read ({exc})", hint) from exc
+        raise _usage_error(text("encrypt.bad_identity", path=path, error=exc), hint) from exc
 
 
 def write_identity(path: Path, *, now: dt.datetime) -> str:
@@ -3856,19 +4364,16 @@ def write_identity(path: Path, *, now: dt.datetime) -> str:
     pyrage = _pyrage()
     identity = pyrage.x25519.Identity.generate()
     public = str(identity.to_public())
-    text = f"# created: {_iso(now)}\n# public key: {public}\n{identity}\n"
+    content = f"# created: {_iso(now)}\n# public key: {public}\n{identity}\n"
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0), 0o600)
     except FileExistsError:
-        raise _usage_error(
-            f"{path} exists already; it is never overwritten (it may be the only key)",
-            "choose another file name",
-        ) from None
+        raise _usage_error(text("keygen.exists", path=path), text("keygen.exists_hint")) from None
     except OSError as exc:
         raise describe_os_error(exc, path, "creating") from exc
     try:
         with os.fdopen(fd, "w", encoding="ascii", newline="\n") as handle:
-            handle.write(text)
+            handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as exc:
@@ -3883,12 +4388,12 @@ def decrypted_backup(path: Path, identity_file: Path, folder: Path) -> Iterator[
     inner = path.name[: -len(ENCRYPTED_SUFFIX)] if path.name.endswith(ENCRYPTED_SUFFIX) else ""
     if not parse_restorable_name(inner):
         raise _usage_error(
-            f"{path.name} is not the name of an encrypted backup (<backup name>.age)",
-            "give a file that --encrypt-to sent, as it was named",
+            text("decrypt.not_encrypted_name", file=path.name),
+            text("decrypt.not_encrypted_name_hint"),
         )
     identities = load_identities(identity_file)
     if not path.is_file():
-        raise BackupError(f"{path} does not exist or is not a file", hint="check the path")
+        raise BackupError(text("decrypt.no_file", path=path), hint=text("decrypt.check_path"))
     temp_folder = folder / format_temp_name("decrypted")
     try:
         os.mkdir(temp_folder, 0o700)
@@ -3902,9 +4407,8 @@ def decrypted_backup(path: Path, identity_file: Path, folder: Path) -> Iterator[
             raise describe_os_error(exc, path, "decrypting") from exc
         except Exception as exc:  # pyrage.DecryptError
             raise BackupError(
-                f"cannot decrypt {path} with {identity_file}: {exc}",
-                hint="give the identity whose public key --encrypt-to named; a damaged "
-                "file cannot be decrypted either (take another copy)",
+                text("decrypt.failed", path=path, identity=identity_file, error=exc),
+                hint=text("decrypt.failed_hint"),
             ) from exc
         yield plain
     finally:
@@ -3947,11 +4451,11 @@ class Encryption:
             except OSError as exc:
                 raise describe_os_error(exc, backup.path, "encrypting") from exc
             except Exception as exc:  # pyrage.EncryptError
-                raise BackupError(f"cannot encrypt {backup.path}: {exc}") from exc
+                raise BackupError(text("encrypt.failed", path=backup.path, error=exc)) from exc
             self._made[key] = Outgoing(temp, name, backup.name, size, digest)
         made = self._made[key]
         if not made.sha256:
-            raise BackupError(f"cannot encrypt {backup.path}: it failed earlier in this run")
+            raise BackupError(text("encrypt.failed_earlier", path=backup.path))
         return made
 
     def close(self) -> None:
@@ -3978,9 +4482,13 @@ class DestinationResult:
     damaged_copies: list[str] = dataclasses.field(default_factory=list)  # found, sent again
     error: str | None = None
     hint: str | None = None
+    # The error as raised, to show in the operator's language (the log keeps ``error``).
+    failure: BackupError | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(dataclasses.replace(self, failure=None))
+        del data["failure"]
+        return data
 
 
 class Destination:
@@ -4016,8 +4524,7 @@ class FolderDestination(Destination):
     def list_backups(self, names: Sequence[str]) -> dict[str, list[BackupFile]]:
         if not self.folder.is_dir():
             raise BackupError(
-                f"destination folder {self.folder} does not exist",
-                hint="mount the disk or share, or create the folder",
+                text("copy.no_folder", folder=self.folder), hint=text("copy.no_folder_hint")
             )
         return list_backups(self.folder, names, copies=True)
 
@@ -4033,8 +4540,8 @@ class FolderDestination(Destination):
                 raise describe_os_error(exc, self.folder, "copying a backup into") from exc
             if copied_size != item.size or copied_sha != item.sha256:
                 raise BackupError(
-                    f"the copy of {item.name} in {self.folder} does not match the backup",
-                    hint="check the destination disk; the next run copies it again",
+                    text("copy.mismatch", file=item.name, folder=self.folder),
+                    hint=text("copy.mismatch_hint"),
                 )
             publish_file(temp, self.folder, [item.name])
 
@@ -4061,25 +4568,22 @@ def _boto3() -> Any:
     try:
         import boto3
     except ImportError:
-        raise BackupError(
-            "--s3 needs the 'boto3' package, which is not installed",
-            hint=install_hint("boto3"),
-        ) from None
+        raise BackupError(text("s3.needs_boto3"), hint=install_hint("boto3")) from None
     return boto3
 
 
-def _s3_error(exc: Exception, where: str) -> BackupError:
+def _s3_error(exc: Exception, where: str | Text) -> BackupError:
     response = getattr(exc, "response", None) or {}
     code = response.get("Error", {}).get("Code", "")
     hints = {
-        "SignatureDoesNotMatch": "check AWS_SECRET_ACCESS_KEY (or the profile's secret)",
-        "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID (or the profile's key)",
-        "AccessDenied": "the key may not write to that bucket; check its policy",
-        "NoSuchBucket": "create the bucket, or check the name in --s3",
+        "SignatureDoesNotMatch": "s3.check_secret",
+        "InvalidAccessKeyId": "s3.check_key_id",
+        "AccessDenied": "s3.access_denied",
+        "NoSuchBucket": "s3.no_bucket",
     }
     return BackupError(
-        f"{where}: {code or type(exc).__name__}: {exc}",
-        hint=hints.get(code, "check --s3-endpoint, the network and the credentials"),
+        text("s3.error", where=where, code=code or type(exc).__name__, error=exc),
+        hint=text(hints.get(code, "s3.check_all")),
     )
 
 
@@ -4122,7 +4626,7 @@ class S3Destination(Destination):
     ) -> None:
         match = _S3_URL.fullmatch(url)
         if not match:
-            raise _usage_error(f"--s3 {url!r} is not s3://bucket/prefix")
+            raise _usage_error(text("s3.bad_url", url=url))
         self.bucket = match["bucket"]
         self.prefix = (match["prefix"] or "").strip("/")
         self.prefix += "/" if self.prefix else ""
@@ -4190,7 +4694,7 @@ class S3Destination(Destination):
         except BackupError:
             raise
         except Exception as exc:  # botocore's ClientError, BotoCoreError and their kin
-            raise _s3_error(exc, f"listing {self.label}") from exc
+            raise _s3_error(exc, text("s3.listing", label=self.label)) from exc
         for backups in found.values():
             backups.sort(key=lambda b: b.sort_key, reverse=True)
         return found
@@ -4215,11 +4719,16 @@ class S3Destination(Destination):
         except BackupError:
             raise
         except Exception as exc:
-            raise _s3_error(exc, f"uploading {item.name} to {self.label}") from exc
+            raise _s3_error(exc, text("s3.uploading", file=item.name, label=self.label)) from exc
         if int(head["ContentLength"]) != item.size:
             raise BackupError(
-                f"{self.label}{item.name} is {head['ContentLength']} bytes after the "
-                f"upload, not {item.size}"
+                text(
+                    "s3.size_after_upload",
+                    label=self.label,
+                    file=item.name,
+                    size=head["ContentLength"],
+                    expected=item.size,
+                )
             )
         if str(head.get("ETag", "")).strip('"') not in _md5_etags(item.path, S3_PART_BYTES):
             # Encrypted or otherwise re-tagged objects: read it back and compare SHA-256.
@@ -4232,7 +4741,7 @@ class S3Destination(Destination):
         try:
             head = self.client().head_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
-            raise _s3_error(exc, f"reading back {key} from {self.label}") from exc
+            raise _s3_error(exc, text("s3.reading_back", key=key, label=self.label)) from exc
         return (
             int(head["ContentLength"]) == copy.size
             and head.get("Metadata", {}).get("sha256") == sha256
@@ -4245,15 +4754,16 @@ class S3Destination(Destination):
             for chunk in iter(lambda: body.read(HASH_CHUNK_BYTES), b""):
                 digest.update(chunk)
         except Exception as exc:
-            raise _s3_error(exc, f"reading back {key} from {self.label}") from exc
+            raise _s3_error(exc, text("s3.reading_back", key=key, label=self.label)) from exc
         if digest.hexdigest() != sha256:
-            raise BackupError(f"{self.label}: {key} differs from the backup after the upload")
+            raise BackupError(text("s3.differs", label=self.label, key=key))
 
     def delete(self, backup: BackupFile) -> None:
         try:
             self.client().delete_object(Bucket=self.bucket, Key=self.prefix + backup.path.name)
         except Exception as exc:
-            raise _s3_error(exc, f"deleting {backup.path.name} from {self.label}") from exc
+            deleting = text("s3.deleting", file=backup.path.name, label=self.label)
+            raise _s3_error(exc, deleting) from exc
 
 
 UPLOAD_PLACEHOLDERS = ("path", "name", "database", "sha256", "size")
@@ -4288,9 +4798,10 @@ class CommandDestination(Destination):
         try:
             return [word.format(**values) for word in split_command(self.template)]
         except (ValueError, KeyError, IndexError) as exc:
+            names = ", ".join("{" + p + "}" for p in UPLOAD_PLACEHOLDERS)
             raise _usage_error(
-                f"--upload-command {self.template!r}: {exc!r}",
-                "placeholders: " + ", ".join("{" + p + "}" for p in UPLOAD_PLACEHOLDERS),
+                text("upload.bad_template", template=self.template, error=exc),
+                text("upload.placeholders", names=names),
             ) from exc
 
     def upload(self, item: Outgoing) -> None:
@@ -4301,18 +4812,21 @@ class CommandDestination(Destination):
             code, last_line = run_command(command, timeout=self.timeout)
         except FileNotFoundError:
             raise BackupError(
-                f"{self.label}: {command[0]!r} not found", hint="install it or give its full path"
+                text("upload.not_found", label=self.label, program=command[0]),
+                hint=text("upload.not_found_hint"),
             ) from None
         except subprocess.TimeoutExpired:
-            raise BackupError(f"{self.label} did not finish in {self.timeout:g} s") from None
+            timed_out = text("upload.timed_out", label=self.label, seconds=self.timeout)
+            raise BackupError(timed_out) from None
         except OSError as exc:
-            raise BackupError(f"{self.label} could not start: {exc}") from exc
+            raise BackupError(text("upload.cannot_start", label=self.label, error=exc)) from exc
         if code != 0:
-            said = f": {last_line}" if last_line else " (it printed nothing)"
+            values = {"label": self.label, "code": code, "file": item.name}
             raise BackupError(
-                f"{self.label} exited {code} for {item.name}{said}",
-                hint="run the command by hand with that file to see why; "
-                "the next run sends it again",
+                text("upload.exited", **values, said=last_line)
+                if last_line
+                else text("upload.exited_silent", **values),
+                hint=text("upload.exited_hint"),
             )
 
 
@@ -4343,7 +4857,7 @@ class LocalBackupCheck:
     def __init__(self, checksums: dict[str, str], fresh: set[str]) -> None:
         self.checksums, self.fresh = checksums, fresh
         self._digests: dict[str, str | None] = {}
-        self.damaged: dict[str, str] = {}  # path -> what is wrong with it
+        self.damaged: dict[str, Text] = {}  # path -> what is wrong with it
 
     def digest(self, backup: BackupFile) -> str | None:
         """The backup's SHA-256 when it is sound, else None (and it is listed in ``damaged``)."""
@@ -4354,18 +4868,18 @@ class LocalBackupCheck:
         if recorded is not None and key in self.fresh:
             self._digests[key] = recorded
             return recorded
-        problem: str | None = None
+        problem: Text | None = None
         actual: str | None = sha256_file(backup.path)
         if recorded is not None:
             if actual != recorded:
-                problem = "its SHA-256 differs from the one recorded when it was made"
+                problem = text("copy.sha_differs")
         else:
             try:
                 verdict = check_backup_file(backup.path, backup.compression)
             except BackupError as exc:
-                verdict = exc.message
+                verdict = exc.text
             if verdict != "ok":
-                problem = f"it is not in the run log and fails quick_check ({verdict})"
+                problem = text("copy.unlogged_fails_check", verdict=verdict)
         if problem is not None:
             self.damaged[str(backup.path)] = problem
             actual = None
@@ -4531,7 +5045,7 @@ def should_alert(config: Config, failed: bool) -> bool:
     return config.notify_on == "always" or (config.notify_on == "failure") == failed
 
 
-def http_request(url: str, body: bytes | None, *, timeout: float) -> str | None:
+def http_request(url: str, body: bytes | None, *, timeout: float) -> str | Text | None:
     """POST ``body`` as JSON to ``url`` (GET when None); the error, free of the URL's secrets,
     or None when the server took it."""
     import socket
@@ -4548,9 +5062,9 @@ def http_request(url: str, body: bytes | None, *, timeout: float) -> str | None:
     except urllib.error.URLError as exc:
         return f"URLError: {exc.reason}"
     except (TimeoutError, socket.timeout):  # one type from Python 3.10 on
-        return f"no answer in {timeout:g} s (timed out)"
+        return text("http.timed_out", seconds=timeout)
     except Exception as exc:  # noqa: BLE001 - http.client's errors quote the URL: name only
-        return f"{type(exc).__name__} from the server"
+        return text("http.server_error", error=type(exc).__name__)
     return None
 
 
@@ -4657,8 +5171,8 @@ class RunLock:
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise BackupError(
-                    f"the run lock {self.path} is a symbolic link",
-                    hint="remove it; the tool makes a plain file there",
+                    text("error.lock_is_link", path=self.path),
+                    hint=text("error.lock_is_link_hint"),
                 ) from exc
             raise describe_os_error(exc, self.path, "opening the run lock") from exc
         deadline = time.monotonic() + self.timeout
@@ -4731,7 +5245,7 @@ class RunReport:
     alerts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     heartbeats: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     # Local backups withheld from every destination: {"backup": path, "problem": text}.
-    damaged_backups: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    damaged_backups: list[dict[str, str | Text]] = dataclasses.field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -4889,8 +5403,10 @@ def _announce_failed_run(
         return
     for alert in alerts:
         if alert["status"] != "ok" and isinstance(exc, BackupError):
-            undelivered = f"the alert to {alert['target']} failed too: {alert['error']}"
-            exc.hint = exc.hint_text = f"{exc.hint}; {undelivered}" if exc.hint else undelivered
+            undelivered = text("run.alert_failed_too", target=alert["target"], error=alert["error"])
+            if exc.hint_text:
+                undelivered = text("run.hint_and", hint=exc.hint_text, more=undelivered)
+            exc.hint, exc.hint_text = str(undelivered), undelivered
 
 
 def _copy_off_site(
@@ -4918,7 +5434,7 @@ def _copy_off_site(
             # Nothing is sent, plain or not; the run is still logged.
             for destination in build_destinations(config):
                 failed = DestinationResult(destination.label, "failed", error=exc.message)
-                failed.hint = exc.hint
+                failed.hint, failed.failure = exc.hint, exc
                 report.destinations.append(failed)
             return
     try:
@@ -5010,13 +5526,17 @@ class VerifyResult:
     path: str
     database: str | None
     ok: bool
-    integrity: str
+    integrity: str | Text
     sha256: str | None = None
     expected_sha256: str | None = None
-    error: str | None = None
+    error: str | Text | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # English, as the run log and JSON keep every message.
+        data = dataclasses.asdict(dataclasses.replace(self, integrity="", error=None))
+        data["integrity"] = str(self.integrity)
+        data["error"] = None if self.error is None else str(self.error)
+        return data
 
 
 def verify_backup(path: Path, *, quick: bool = False, expected: str | None = None) -> VerifyResult:
@@ -5028,10 +5548,10 @@ def verify_backup(path: Path, *, quick: bool = False, expected: str | None = Non
     try:
         info = os.lstat(path)
     except OSError as exc:
-        result.error = f"cannot read {path}: {exc.strerror or exc}"
+        result.error = text("verify.cannot_read", path=path, error=exc.strerror or exc)
         return result
     if not stat.S_ISREG(info.st_mode):
-        result.error = f"{path} is not a regular file"
+        result.error = text("verify.not_regular", path=path)
         return result
     compression = parsed.compression if parsed else None
     try:
@@ -5040,16 +5560,17 @@ def verify_backup(path: Path, *, quick: bool = False, expected: str | None = Non
             hashed = pool.submit(sha256_file, path)
             result.integrity, result.sha256 = checked.result(), hashed.result()
     except BackupError as exc:
-        result.error = exc.message
+        result.error = exc.text
         return result
     except OSError as exc:
-        result.error = f"cannot read {path}: {exc.strerror or exc}"
+        result.error = text("verify.cannot_read", path=path, error=exc.strerror or exc)
         return result
     result.expected_sha256 = expected
     if result.integrity != "ok":
-        result.error = f"{'quick_check' if quick else 'integrity_check'}: {result.integrity}"
+        check = "quick_check" if quick else "integrity_check"
+        result.error = text("verify.check_says", check=check, verdict=result.integrity)
     elif expected is not None and expected != result.sha256:
-        result.error = "SHA-256 differs from the one recorded when the backup was made"
+        result.error = text("verify.sha_differs")
     result.ok = result.error is None
     return result
 
@@ -5105,7 +5626,7 @@ def _verify_encrypted(
             raise  # an identity file that cannot be used: the operator must fix it
         name = parse_copy_name(path.name)[0]
         return VerifyResult(
-            str(path), name.name if name else None, ok=False, integrity="", error=exc.message
+            str(path), name.name if name else None, ok=False, integrity="", error=exc.text
         )
     result.path = str(path)
     return result
@@ -5192,7 +5713,7 @@ def _is_backup_file(target: Path, backup: Path, backup_dir: Path) -> bool:
     return False
 
 
-def _app_still_open(target: Path, cause: str) -> BackupError:
+def _app_still_open(target: Path, cause: Text) -> BackupError:
     return BackupError(
         text("restore.in_use", path=target, cause=cause), hint=text("restore.in_use_hint")
     )
@@ -5222,7 +5743,7 @@ def _lock_for_restore(target: Path, wait: float) -> tuple[sqlite3.Connection, bo
             if mode != "wal":
                 break
             if time.monotonic() >= deadline:
-                raise _app_still_open(target, "it has the WAL database open")
+                raise _app_still_open(target, text("restore.wal_open"))
             time.sleep(0.2)
         conn.execute("PRAGMA locking_mode=EXCLUSIVE")
         remaining_ms = max(200, int((deadline - time.monotonic()) * 1000))
@@ -5234,7 +5755,7 @@ def _lock_for_restore(target: Path, wait: float) -> tuple[sqlite3.Connection, bo
             conn.execute("PRAGMA locking_mode=NORMAL")
             if was_wal:
                 conn.execute("PRAGMA journal_mode=WAL")
-            raise _app_still_open(target, f"it holds a transaction: {exc}") from exc
+            raise _app_still_open(target, text("restore.in_transaction", error=exc)) from exc
         return conn, was_wal
     except BaseException:
         conn.close()
@@ -5327,7 +5848,9 @@ def _restore_in_place(
         if damaged and _has_sqlite_header(plan.target):
             raise _DamagedTarget from exc
         error = _describe_sqlite_error(exc, plan.target)
-        raise BackupError(f"{error.message}; nothing was changed", hint=error.hint) from exc
+        raise BackupError(
+            text("restore.nothing_changed_after", error=error.text), hint=error.hint_text
+        ) from exc
     restored = False
     try:
         try:
@@ -5342,8 +5865,8 @@ def _restore_in_place(
             src.backup(conn, pages=-1)
         except sqlite3.Error as exc:
             raise BackupError(
-                f"restoring into {plan.target} failed ({exc}); SQLite kept the old content",
-                hint=f"the replaced database is also saved as {safety}",
+                text("restore.failed", target=plan.target, error=exc),
+                hint=text("restore.also_saved", path=safety),
             ) from exc
         finally:
             src.close()
@@ -5356,8 +5879,8 @@ def _restore_in_place(
             verdict = [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
         except sqlite3.Error as exc:
             raise BackupError(
-                f"{plan.target} was restored, but checking it afterwards failed ({exc})",
-                hint="stop anything that opened it, then run --verify on the database",
+                text("restore.check_after_failed", target=plan.target, error=exc),
+                hint=text("restore.check_after_failed_hint"),
             ) from exc
         if verdict != ["ok"]:
             raise BackupError(
@@ -5450,8 +5973,8 @@ def _restore_new_file(
                 publish_file(copy.path, folder, [plan.target.name])
             except BackupError:
                 raise BackupError(
-                    f"{plan.target} appeared during the restore; nothing was replaced",
-                    hint="stop the app, then restore again",
+                    text("restore.appeared", target=plan.target),
+                    hint=text("restore.appeared_hint"),
                 ) from None
     finally:
         src.close()
@@ -5761,9 +6284,7 @@ def collect_history(log: RunLog, limit: int) -> list[dict[str, Any]]:
                     "size_bytes": None,
                     "status": drill.get("status"),
                     "error": "; ".join(str(f) for f in drill.get("findings") or [])
-                    or (
-                        "the database is not present" if drill.get("status") == "skipped" else None
-                    ),
+                    or (text("history.not_present") if drill.get("status") == "skipped" else None),
                     "trigger": run.get("trigger"),
                 }
                 for drill in run.get("drills") or []
@@ -5979,7 +6500,7 @@ def collect_destinations(config: Config, log: RunLog, *, now: dt.datetime) -> li
                     )
                     newest[parsed.name] = (name, parsed.taken_at)
         except BackupError as exc:
-            entry["error"] = exc.message
+            entry["error"] = exc.text
             newest = {}
         entry["newest"] = {
             name: {"file": file, "age_s": (naive_now - taken_at).total_seconds()}
@@ -6044,7 +6565,7 @@ def render_stats(stats: dict[str, Any], symbols: Symbols, lang: str = "en") -> s
     for far in stats["destinations"]:
         lines.append(tr("stats.copies_at", destination=far["destination"]))
         if far["error"]:
-            lines.append(f"  {symbols.warn} {far['error']}")
+            lines.append(f"  {symbols.warn} {render_text(far['error'], lang)}")
         for name, newest in far["newest"].items():
             age = _format_age(newest["age_s"], lang)
             lines.append(
@@ -6065,29 +6586,28 @@ class CheckStatus(enum.IntEnum):
     UNKNOWN = 3
 
 
-def describe_damage(backup: BackupFile, logged_size: Any) -> str | None:
+def describe_damage(backup: BackupFile, logged_size: Any) -> Text | None:
     """A cheap look for damage (no full read): the size the run log recorded, and for a
     plain backup the SQLite header and the page count it declares. None when whole."""
+    name = backup.path.name
     if isinstance(logged_size, int) and logged_size != backup.size:
-        return f"{backup.path.name} is {backup.size:,} bytes, the run log recorded {logged_size:,}"
+        return text("verify.size_logged", file=name, size=backup.size, logged=logged_size)
     if backup.compression:
         return None
     try:
         with open(backup.path, "rb") as handle:
             header = handle.read(100)
     except OSError as exc:
-        return f"cannot read {backup.path.name}: {exc.strerror or exc}"
+        return text("verify.cannot_read", path=name, error=exc.strerror or exc)
     if len(header) < 100 or not header.startswith(_SQLITE_HEADER):
-        return f"{backup.path.name} is not an SQLite database"
+        return text("verify.not_sqlite", file=name)
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     page_count = int.from_bytes(header[28:32], "big")
     # The header's page count is valid when its "version-valid-for" matches the change counter.
     if header[92:96] == header[24:28] and page_size * page_count != backup.size:
-        return (
-            f"{backup.path.name} is {backup.size:,} bytes, its header says "
-            f"{page_size * page_count:,}"
-        )
+        declared = page_size * page_count
+        return text("verify.header_size", file=name, size=backup.size, declared=declared)
     return None
 
 
@@ -6151,12 +6671,9 @@ def _rule_newest_damaged(
         # Read in full: bit rot or tampering keeps the size and the header.
         try:
             if sha256_file(newest.path) != logged["sha256"]:
-                damage = (
-                    f"{newest.path} differs from the SHA-256 recorded when it was made; "
-                    "run --verify"
-                )
+                damage = text("verify.sha_differs_run", path=newest.path)
         except OSError as exc:
-            damage = f"cannot read {newest.path}: {exc.strerror or exc}"
+            damage = text("verify.cannot_read", path=newest.path, error=exc.strerror or exc)
     if damage:
         return [(CheckStatus.CRITICAL, text("check.damaged", database=db.name, damage=damage))]
     return []
@@ -6540,15 +7057,13 @@ def load_timezone(name: str) -> Any:
     try:
         import pytz
     except ImportError:
-        raise _usage_error(
-            "--timezone needs the 'pytz' package, which is not installed",
-            install_hint(*TIMEZONE_REQUIREMENTS),
-        ) from None
+        raise _usage_error(text("usage.needs_pytz"), install_hint(*TIMEZONE_REQUIREMENTS)) from None
     try:
         return pytz.timezone(name)
     except pytz.UnknownTimeZoneError as exc:
         raise _usage_error(
-            f"unknown time zone {name!r} ({exc!r})", "use a zone name like Asia/Shanghai"
+            text("usage.unknown_timezone", name=name, error=exc),
+            text("usage.unknown_timezone_hint"),
         ) from exc
 
 
@@ -6706,8 +7221,8 @@ def _run_arguments(config: Config) -> list[str]:
     if secret:
         flags = ", ".join(secret)
         raise _usage_error(
-            f"{flags} may hold a secret and is not written into a task",
-            f"put it in {DEFAULT_CONFIG_FILE} (read by every run) or a --config file",
+            text("task.secret", flags=flags),
+            text("task.secret_hint", config=DEFAULT_CONFIG_FILE),
         )
     args = ["--run"]
     if config.config_file is not None:
@@ -6739,8 +7254,8 @@ def render_windows_batch(config: Config, *, python: str) -> str:
     quoted = [a for a in [python, *_run_arguments(config)] if '"' in a]
     if quoted:
         raise _usage_error(
-            f"{quoted[0]!r} holds a double quote, which a batch file cannot pass on",
-            f"put that setting in {DEFAULT_CONFIG_FILE} or a --config file",
+            text("task.double_quote", value=quoted[0]),
+            text("task.double_quote_hint", config=DEFAULT_CONFIG_FILE),
         )
     args = " ".join(a if a.startswith("-") else _batch_quote(a) for a in _run_arguments(config))
     log = f'"%~dp0{TASK_LOG_FILE_NAME}"'
@@ -7074,10 +7589,13 @@ def _cmd_run(
                 )
                 io.say(f"{sym.ok} " + io.tr(line))
             else:
-                line = text("run.copy_failed", destination=far.destination, error=far.error)
+                failure = far.failure
+                error = failure.text if failure is not None else far.error
+                hint = failure.hint_text if failure is not None else far.hint
+                line = text("run.copy_failed", destination=far.destination, error=error)
                 io.say(f"{sym.fail} " + io.tr(line))
-                if far.hint:
-                    io.say("   " + io.tr(text("cli.hint", hint=far.hint)))
+                if hint:
+                    io.say("   " + io.tr(text("cli.hint", hint=hint)))
         for damaged in report.damaged_backups:
             line = text("run.damaged_backup", file=damaged["backup"], problem=damaged["problem"])
             io.say(f"{sym.fail} " + io.tr(line))
@@ -7125,7 +7643,7 @@ def _cmd_run(
 
 def _cmd_history(config: Config, args: argparse.Namespace, io: Output) -> int:
     if args.limit < 1:
-        raise _usage_error("--limit must be at least 1")
+        raise _usage_error(text("usage.limit"))
     log = RunLog.read(config.log_file)
     warning, source = log.warning, "run log"
     if not log.usable:
@@ -7263,7 +7781,9 @@ def _cmd_verify(config: Config, args: argparse.Namespace, io: Output) -> int:
         for r in results:
             known = text("verify.sha_logged" if r.expected_sha256 else "verify.sha_unlogged")
             verdict = (
-                io.tr(text("verify.ok", integrity=r.integrity, known=known)) if r.ok else r.error
+                io.tr(text("verify.ok", integrity=r.integrity, known=known))
+                if r.ok
+                else io.tr(r.error or "")
             )
             io.say(f"{io.symbols.ok if r.ok else io.symbols.fail} {Path(r.path).name}: {verdict}")
         passed = len(results) - len(failed)
@@ -7284,29 +7804,26 @@ def _confirm(io: Output, question: str) -> bool:
 
 def _restore_risks(
     config: Config, plan: RestorePlan, args: argparse.Namespace, log_warning: str | Text | None
-) -> list[tuple[str, str, bool]]:
+) -> list[tuple[Text, str, bool]]:
     """What could make this restore a mistake: (text, the flag that accepts it, accepted)."""
     risks = []
     if plan.expected_sha256 is None:
-        unread = f" (it could not be read: {log_warning})" if log_warning else ""
-        risks.append(
-            (
-                f"{plan.backup.name} is not a backup the run log {config.log_file} knows"
-                f"{unread}: its SHA-256 cannot be checked, so a changed or planted file would "
-                "not be noticed",
-                "--allow-unlogged",
-                bool(args.allow_unlogged),
-            )
+        values = {"file": plan.backup.name, "log": config.log_file}
+        unlogged = (
+            text("restore.risk_unlogged_unread", **values, warning=log_warning)
+            if log_warning
+            else text("restore.risk_unlogged", **values)
         )
+        risks.append((unlogged, "--allow-unlogged", bool(args.allow_unlogged)))
     if plan.other_database:
-        risks.append(
-            (
-                f"{plan.backup.name} is a backup of {plan.backup_of}, but {plan.target} is "
-                f"the database {plan.database}",
-                "--allow-other-database",
-                bool(args.allow_other_database),
-            )
+        other = text(
+            "restore.risk_other_database",
+            file=plan.backup.name,
+            backup_of=plan.backup_of,
+            target=plan.target,
+            database=plan.database,
         )
+        risks.append((other, "--allow-other-database", bool(args.allow_other_database)))
     return risks
 
 
@@ -7342,8 +7859,7 @@ def _cmd_restore(config: Config, args: argparse.Namespace, io: Output) -> int:
 def _identity_for(args: argparse.Namespace, path: Path) -> Path:
     if not args.identity:
         raise _usage_error(
-            f"{path.name} is encrypted: give the key that reads it with --identity KEYFILE",
-            "the identity file --keygen wrote (or age-keygen), or the SSH private key",
+            text("decrypt.needs_identity", file=path.name), text("decrypt.needs_identity_hint")
         )
     return _resolve(args.identity, Path.cwd())
 
@@ -7370,18 +7886,15 @@ def _restore_confirmed(
         for risk, flag, accepted in risks:
             if not accepted:
                 raise _usage_error(
-                    f"refusing to restore: {risk}; nothing was changed",
-                    f"pick a backup from --history, or add {flag} if you are sure",
+                    text("restore.refusing", risk=risk), text("restore.refusing_hint", flag=flag)
                 )
         for risk, _, _ in risks:
             io.warn(risk)
     else:
-        question = "".join(f"{io.symbols.warn} {risk}.\n" for risk, _, _ in risks) + question
+        warned = "".join(f"{io.symbols.warn} {io.tr(risk)}.\n" for risk, _, _ in risks)
+        question = warned + question
         if not (sys.stdin.isatty() and io.out.isatty()):
-            raise _usage_error(
-                "refusing to restore without confirmation: not on a terminal",
-                "stop the app, then run again with --yes",
-            )
+            raise _usage_error(text("restore.not_a_terminal"), text("restore.not_a_terminal_hint"))
         if not _confirm(io, question):
             io.say(text("restore.nothing_changed"))
             return ExitCode.FAILED
@@ -7440,16 +7953,17 @@ def _cmd_keygen(config: Config, args: argparse.Namespace, io: Output) -> int:
 
 def _cmd_decrypt(config: Config, args: argparse.Namespace, io: Output) -> int:
     if not args.identity or not args.output:
-        raise _usage_error(
-            "--decrypt needs --identity KEYFILE and --output FILE",
-            "e.g. --decrypt copy.bak.age --identity key.txt --output copy.bak",
-        )
+        raise _usage_error(text("decrypt.needs"), text("decrypt.needs_hint"))
     source = _resolve(args.decrypt, Path.cwd())
     output = _resolve(args.output, Path.cwd())
     if os.path.lexists(output):
-        raise _usage_error(f"{output} exists already; it is never overwritten", "choose --output")
+        raise _usage_error(
+            text("decrypt.output_exists", path=output), text("decrypt.choose_output")
+        )
     if not output.parent.is_dir():
-        raise _usage_error(f"the folder of {output} does not exist", "check --output")
+        raise _usage_error(
+            text("restore.no_target_folder", path=output), text("decrypt.check_output")
+        )
     identity = _resolve(args.identity, Path.cwd())
     with decrypted_backup(source, identity, output.parent) as plain:
         try:
