@@ -3,6 +3,7 @@ what the real CLI prints in Chinese and English, on UTF-8, GBK and ASCII console
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import sqlite3
@@ -73,6 +74,42 @@ def test_every_setting_has_its_help_in_chinese(setting: dbs.Setting) -> None:
 def test_argparse_messages_keep_their_placeholders_in_chinese() -> None:
     for english, chinese in dbs._ARGPARSE_ZH.items():  # argparse's own ids, in one table
         assert re.findall(r"%\(\w+\)\w|%\w", english) == re.findall(r"%\(\w+\)\w|%\w", chinese)
+
+
+ERROR_MAKERS = {"BackupError", "_usage_error", "DatabaseDamaged", "VerificationFailed"}
+
+
+def literal_text(node: ast.expr) -> bool:
+    """A string written into the code: a literal, an f-string, a concatenation, or one of
+    them picked by ``or`` / ``if ... else``."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    if isinstance(node, (ast.JoinedStr, ast.BinOp)):
+        return True
+    if isinstance(node, ast.BoolOp):
+        return any(literal_text(value) for value in node.values)
+    if isinstance(node, ast.IfExp):
+        return literal_text(node.body) or literal_text(node.orelse)
+    return False
+
+
+def test_every_error_and_hint_comes_from_the_catalog() -> None:
+    found = []
+    for node in ast.walk(ast.parse(SOURCE)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+        if name not in ERROR_MAKERS:
+            continue
+        given = list(node.args[:1]) + [k.value for k in node.keywords if k.arg == "hint"]
+        if name == "_usage_error":
+            given += node.args[1:2]  # its hint is positional
+        found += [
+            f"line {node.lineno}: {ast.get_source_segment(SOURCE, arg)}"
+            for arg in given
+            if literal_text(arg)
+        ]
+    assert found == [], "use text(...) for these messages:\n" + "\n".join(found)
 
 
 def test_text_renders_in_each_language_and_is_english_as_a_string() -> None:
@@ -323,3 +360,40 @@ def test_a_drills_findings_read_in_chinese_and_are_logged_in_english(app: App) -
     logged = app.log_file.read_text(encoding="utf-8")
     assert "table invoices of the live database is missing from the backup" in logged
     assert not has_chinese(logged)
+
+
+def test_decrypt_without_its_key_is_explained_in_chinese(app: App) -> None:
+    result = app.run("--decrypt", "copy.bak.age", env=ZH)
+
+    assert result.returncode == dbs.ExitCode.USAGE
+    assert_no_traceback(result)
+    assert "错误：--decrypt 需要 --identity KEYFILE 和 --output FILE" in result.stderr
+    assert "提示：例如 --decrypt copy.bak.age --identity key.txt" in result.stderr
+
+
+def test_a_missing_copy_to_folder_is_explained_in_chinese(app: App, tmp_path: Path) -> None:
+    nas = tmp_path / "nas"  # not mounted
+
+    result = app.run("--run", "--copy-to", str(nas), env=ZH)
+
+    assert result.returncode == 1
+    assert_no_traceback(result)
+    assert f"复制到 {nas} 失败：目标文件夹 {nas} 不存在" in result.stdout
+    assert "提示：请挂载该磁盘或共享，或创建这个文件夹" in result.stdout
+    (run,) = json.loads(app.log_file.read_text(encoding="utf-8"))["runs"]
+    (far,) = run["destinations"]
+    assert far["error"] == f"destination folder {nas} does not exist"
+
+
+def test_a_refused_restore_is_explained_in_chinese(app: App) -> None:
+    assert app.run("--run").returncode == 0
+    (backup,) = app.backups()
+    app.log_file.unlink()  # nothing can vouch for the backup now
+
+    result = app.run("--restore", str(backup), "--yes", env=ZH)
+
+    assert result.returncode == dbs.ExitCode.USAGE
+    assert_no_traceback(result)
+    assert f"错误：拒绝恢复：{backup.name} 不是运行日志 " in result.stderr
+    assert "；没有做任何更改" in result.stderr
+    assert "如果确定要恢复它，请加上 --allow-unlogged" in result.stderr
