@@ -98,6 +98,12 @@ SAFETY_SUFFIX = ".pre-restore"
 # --encrypt-to: what a destination receives is the backup's name plus this (age's own).
 ENCRYPTED_SUFFIX = ".age"
 TEMP_PREFIX = ".dbbackup-"
+# --archive: <folder>.<time>.zip beside the backups.
+ARCHIVE_SUFFIX = ".zip"
+ARCHIVE_KIND = "archive"  # an archive's BackupFile.compression: it is read as a ZIP
+# --run makes an archive when the newest is archive_every_days old, give or take this:
+# a weekly archive taken by a daily 03:00 run is due on the seventh day, seconds or not.
+ARCHIVE_SLACK = dt.timedelta(hours=1)
 LOCK_FILE_NAME = ".database_backup.lock"
 BATCH_FILE_NAME = "run_database_backup.bat"
 TASK_LOG_FILE_NAME = "database_backup_task.log"
@@ -255,6 +261,188 @@ TEXTS: dict[str, tuple[str, str]] = {
     "age.hours": ("{hours} h {minutes} min", "{hours} 小时 {minutes} 分钟"),
     "age.minutes": ("{minutes} min", "{minutes} 分钟"),
     # --history
+    # -- archives of the instance folder --
+    "archive.made": (
+        "archived: {file} ({members} entries, {databases} database snapshot(s), {size})",
+        "已归档：{file}（{members} 项，{databases} 个数据库快照，{size}）",
+    ),
+    "archive.changed": (
+        "{name} changed while it was read: the archive holds what was read",
+        "{name} 在读取时被修改：归档中是读取到的内容",
+    ),
+    "archive.vanished": (
+        "{name} was gone before it could be read: it is not in the archive",
+        "{name} 在读取前已消失：归档中没有它",
+    ),
+    "archive.unreadable": (
+        "{name} cannot be read by this user: it is not in the archive",
+        "当前用户无法读取 {name}：归档中没有它",
+    ),
+    "archive.pruned": ("pruned archive {file}", "已删除旧归档：{file}"),
+    "archive.failed": ("archive of {folder} failed: {error}", "归档 {folder} 失败：{error}"),
+    "archive.not_started": (
+        "archive of {folder} not started: {error}",
+        "没有开始归档 {folder}：{error}",
+    ),
+    "archive.no_source": ("there is no folder {folder} to archive", "没有要归档的文件夹 {folder}"),
+    "archive.no_source_hint": (
+        "check --archive-source (default: the main database's folder)",
+        "请检查 --archive-source（默认：主数据库所在的文件夹）",
+    ),
+    "archive.database_failed": (
+        "a database in the folder cannot be archived: {error}",
+        "文件夹中的一个数据库无法归档：{error}",
+    ),
+    "archive.database_failed_hint": (
+        "fix it, or leave it out with --archive-exclude {name}",
+        "请修复它，或用 --archive-exclude {name} 把它排除",
+    ),
+    "archive.check_failed": (
+        "the archive of {folder} failed its check after writing: {problem}",
+        "{folder} 的归档写完后未通过检查：{problem}",
+    ),
+    "archive.over_budget": (
+        "it needs up to {size}, which would bring the backup folder to {percent:.1f}% of the "
+        "disk (budget {budget:g}%)",
+        "它最多需要 {size}，会使备份目录占用磁盘 {percent:.1f}%（预算 {budget:g}%）",
+    ),
+    "archive.no_room": (
+        "it needs up to {size}, and the disk has {free} free",
+        "它最多需要 {size}，而磁盘只剩 {free}",
+    ),
+    "archive.over_budget_hint": (
+        "free space, raise --max-disk-percent, lower --archive-keep, or leave large folders "
+        "out with --archive-exclude",
+        "请清理空间、调大 --max-disk-percent、调小 --archive-keep，"
+        "或用 --archive-exclude 排除大文件夹",
+    ),
+    "archive.no_manifest": (
+        "it holds no manifest: it is not an archive made by this tool",
+        "其中没有清单：它不是本工具生成的归档",
+    ),
+    "archive.bad_manifest": (
+        "its manifest cannot be read ({error})",
+        "无法读取它的清单（{error}）",
+    ),
+    "archive.unsafe_name": (
+        "member {name} would be written outside the folder",
+        "成员 {name} 会被写到目标文件夹之外",
+    ),
+    "archive.twice": ("a member is in it twice", "其中有重复的成员"),
+    "archive.not_listed": (
+        "member {name} is not as the manifest lists it",
+        "成员 {name} 与清单不符",
+    ),
+    "archive.member_differs": (
+        "member {name} differs from its manifest entry",
+        "成员 {name} 与清单中的记录不一致",
+    ),
+    "archive.bad_zip": ("it cannot be read as a ZIP ({error})", "无法作为 ZIP 读取（{error}）"),
+    "archive.damaged": ("archive {path} is damaged: {problem}", "归档 {path} 已损坏：{problem}"),
+    "archive.refused": (
+        "refusing archive {path}: {problem}; nothing was written",
+        "拒绝归档 {path}：{problem}；没有写入任何文件",
+    ),
+    "archive.refused_hint": (
+        "restore only archives this tool made (instance.<time>.zip in the backup folder)",
+        "只恢复本工具生成的归档（备份目录中的 instance.<时间>.zip）",
+    ),
+    "archive.not_found": ("there is no archive {path}", "没有归档 {path}"),
+    "archive.not_found_hint": (
+        "give an archive's path: --history lists them",
+        "请给出归档的路径：--history 会列出它们",
+    ),
+    "archive.into_live": (
+        "{folder} is the live folder (or the app's or backup folder): an archive is never "
+        "extracted over it",
+        "{folder} 是正在使用的文件夹（或应用、备份文件夹）：归档从不解压到它上面",
+    ),
+    "archive.into_live_hint": (
+        "give --into a new or empty folder, then swap it in with the app stopped",
+        "请为 --into 指定一个新的或空的文件夹，然后在停止应用后替换",
+    ),
+    "archive.into_not_empty": (
+        "{folder} exists and is not an empty folder",
+        "{folder} 已存在，且不是空文件夹",
+    ),
+    "archive.into_no_parent": ("there is no folder {folder}", "没有文件夹 {folder}"),
+    "archive.into_no_parent_hint": (
+        "create it, or give --into a folder inside an existing one",
+        "请先创建它，或为 --into 指定一个已存在文件夹中的位置",
+    ),
+    "archive.needs_into": (
+        "--restore-archive needs --into DIR, a new or empty folder",
+        "--restore-archive 需要 --into DIR（一个新的或空的文件夹）",
+    ),
+    "archive.needs_into_hint": (
+        "e.g. --restore-archive instance.20250101_030000.zip --into restored_instance",
+        "例如：--restore-archive instance.20250101_030000.zip --into restored_instance",
+    ),
+    "archive.restored": (
+        "restored {files} file(s) ({databases} database snapshot(s)) from {archive} into {folder}, "
+        "each checked against the manifest",
+        "已从 {archive} 恢复 {files} 个文件（{databases} 个数据库快照）到 {folder}，"
+        "每个都已对照清单检查",
+    ),
+    "archive.link_left_out": (
+        "link {name} leads out of the folder: not made",
+        "链接 {name} 指向文件夹之外：未创建",
+    ),
+    "archive.swap": (
+        "To put it in place of {live}, stop the app, then run:",
+        "要用它替换 {live}，请先停止应用，然后运行：",
+    ),
+    "archive.swap_after": (
+        "Start the app and check it; once it works, delete {old}.",
+        "启动应用并检查；确认正常后，删除 {old}。",
+    ),
+    "doing.archiving": ("archiving", "归档"),
+    "doing.restoring_into": ("restoring into", "恢复到"),
+    "alert.archive": ("archive of the app folder", "应用文件夹归档"),
+    "stats.archives": ("Archives of {folder}:", "{folder} 的归档："),
+    "stats.archive_count": (
+        "archives: {count}, {size} on disk",
+        "归档：{count} 个，占用磁盘 {size}",
+    ),
+    "stats.no_archives": ("no archives yet", "还没有归档"),
+    "stats.archive_last_failed": ("the last archive: {error}", "上一次归档：{error}"),
+    "stats.archive_every": (
+        "--run archives every {days} day(s)",
+        "--run 每 {days} 天归档一次",
+    ),
+    "stats.archive_off": (
+        "--run makes no archives (--archive-every-days 0)",
+        "--run 不归档（--archive-every-days 0）",
+    ),
+    "check.archive_failed": ("the last archive failed: {error}", "上一次归档失败：{error}"),
+    "check.archive_not_started": (
+        "the last archive was not started: {error}",
+        "上一次归档没有开始：{error}",
+    ),
+    "check.archive_old": (
+        "the newest archive is {age} old (more than {days} days)",
+        "最新的归档已是 {age}前（超过 {days} 天）",
+    ),
+    "check.no_archive": (
+        "no archive of the app folder in {days} days: run --archive",
+        "{days} 天内没有应用文件夹的归档：请运行 --archive",
+    ),
+    "check.archive": (
+        "archives of {folder}: {count}, newest {age} old",
+        "{folder} 的归档：{count} 个，最新的 {age}前",
+    ),
+    "help.archive": (
+        "archive the whole instance folder now (databases as checked snapshots)",
+        "立即归档整个 instance 文件夹（数据库为已检查的快照）",
+    ),
+    "help.restore_archive": (
+        "extract an archive into a new folder (--into), checked against its manifest",
+        "把归档解压到新文件夹（--into），并对照清单检查",
+    ),
+    "help.into": (
+        "--restore-archive: the new or empty folder",
+        "--restore-archive：新的或空的文件夹",
+    ),
     "history.empty": (
         "No backups recorded yet. Run: python database_backup_scheduler.py --run",
         "还没有备份记录。请运行：python database_backup_scheduler.py --run",
@@ -1359,6 +1547,7 @@ def render_text(value: Any, lang: str) -> Any:
 
 # What an OSError interrupted, as describe_os_error names it (the phrase comes before a path).
 _DOING = {
+    "archiving": text("doing.archiving"),
     "backing up": text("doing.backing_up"),
     "compressing": text("doing.compressing"),
     "copying a backup into": text("doing.copying_into"),
@@ -1375,6 +1564,7 @@ _DOING = {
     "opening the folder of the run log": text("doing.opening_log_folder"),
     "opening the run lock": text("doing.opening_lock"),
     "reading back": text("doing.reading_back"),
+    "restoring into": text("doing.restoring_into"),
     "verifying": text("doing.verifying"),
     "writing": text("doing.writing"),
     "writing a copy into": text("doing.writing_copy_into"),
@@ -1945,6 +2135,43 @@ SETTINGS: tuple[Setting, ...] = (
         zh="每次运行、演练和检查后把 Prometheus 指标写入 FILE",
     ),
     Setting(
+        "archive_source",
+        "file",
+        None,
+        "the folder --archive and --run archive whole",
+        "DIR",
+        shown_default="the main database's folder (instance/)",
+        zh="--archive 和 --run 整体归档的文件夹",
+        shown_zh="主数据库所在的文件夹（instance/）",
+    ),
+    Setting(
+        "archive_every_days",
+        "int",
+        7,
+        "--run: archive the folder when the newest archive is N days old (0: never)",
+        "N",
+        high=_DAYS,
+        zh="--run：最新归档满 N 天时归档整个文件夹（0：从不）",
+    ),
+    Setting(
+        "archive_keep",
+        "int",
+        4,
+        "keep the newest N archives",
+        "N",
+        low=1,
+        high=_ANY_COUNT,
+        zh="保留最新的 N 个归档",
+    ),
+    Setting(
+        "archive_exclude",
+        "texts",
+        (),
+        "leave files or folders matching GLOB out of archives, repeatable",
+        "GLOB",
+        zh="归档时排除匹配 GLOB 的文件或文件夹，可重复",
+    ),
+    Setting(
         "copy_to",
         "paths",
         (),
@@ -2130,6 +2357,10 @@ class Config:
     drill_every_days: int = DEFAULTS["drill_every_days"]
     max_drill_age: float = DEFAULTS["max_drill_age"]
     metrics: Path | None = DEFAULTS["metrics"]
+    archive_source: Path | None = DEFAULTS["archive_source"]
+    archive_every_days: int = DEFAULTS["archive_every_days"]
+    archive_keep: int = DEFAULTS["archive_keep"]
+    archive_exclude: tuple[str, ...] = DEFAULTS["archive_exclude"]
     copy_to: tuple[Path, ...] = DEFAULTS["copy_to"]
     s3: tuple[str, ...] = DEFAULTS["s3"]
     s3_endpoint: str | None = DEFAULTS["s3_endpoint"]
@@ -2157,8 +2388,15 @@ class Config:
             return self.backup_dir.parent
         return None
 
-    def retention(self) -> dict[str, int]:
-        """The retention rules, as ``select_expired`` takes them."""
+    def archive_folder(self) -> Path:
+        """The folder archives hold: ``archive_source``, else the main database's folder."""
+        return self.archive_source or self.databases[0].path.parent
+
+    def retention(self, name: str | None = None) -> dict[str, int]:
+        """The retention rules, as ``select_expired`` takes them; for archives (``name``
+        ending in "/") the newest ``archive_keep``."""
+        if name is not None and name.endswith("/"):
+            return {"keep_days": 0, "keep_last": self.archive_keep}
         return {
             "keep_days": self.keep_days,
             "keep_last": self.keep_last,
@@ -2501,6 +2739,11 @@ _BACKUP_NAME = re.compile(
     + re.escape(BACKUP_SUFFIX)
     + r"(?P<packed>\.gz|\.zst)?$"
 )
+_ARCHIVE_NAME = re.compile(
+    r"^(?P<name>.+)\.(?P<stamp>\d{8}_\d{6})(?:-(?P<seq>[1-9]\d{0,3}))?"
+    + re.escape(ARCHIVE_SUFFIX)
+    + "$"
+)
 # The scratch folders of a decrypted backup and of a restore drill.
 _SCRATCH_FOLDER = re.compile(re.escape(TEMP_PREFIX) + r"(decrypted|drill)\.[0-9a-f]{16}\.tmp")
 _COMPRESSION_OF_SUFFIX = {suffix: kind for kind, suffix in COMPRESSION_SUFFIXES.items()}
@@ -2533,7 +2776,31 @@ def format_backup_name(
 
 def parse_backup_name(filename: str) -> BackupName | None:
     """The parts of a backup's file name, or None when the name is not one of ours."""
-    match = _BACKUP_NAME.fullmatch(filename)
+    return _parse_stamped_name(_BACKUP_NAME.fullmatch(filename))
+
+
+def format_archive_name(folder: str, taken_at: dt.datetime, seq: int = 0) -> str:
+    """``instance.20251028_030000.zip``; a second archive in that second gets ``-1``."""
+    counter = f"-{seq}" if seq else ""
+    return f"{folder}.{taken_at.strftime(TIMESTAMP_FORMAT)}{counter}{ARCHIVE_SUFFIX}"
+
+
+def archive_key(folder: Path) -> str:
+    """The name archives of ``folder`` are listed under beside the databases' names: the
+    folder's name and a "/", which no database name holds."""
+    return folder.name + "/"
+
+
+def parse_archive_name(filename: str) -> BackupName | None:
+    """An archive's name as a BackupName: its ``name`` is the ``archive_key`` of its folder,
+    its ``compression`` ARCHIVE_KIND."""
+    parsed = _parse_stamped_name(_ARCHIVE_NAME.fullmatch(filename))
+    if parsed is None:
+        return None
+    return dataclasses.replace(parsed, name=parsed.name + "/", compression=ARCHIVE_KIND)
+
+
+def _parse_stamped_name(match: re.Match[str] | None) -> BackupName | None:
     if not match:
         return None
     stamp = match["stamp"]
@@ -2551,16 +2818,18 @@ def parse_backup_name(filename: str) -> BackupName | None:
         return None
     if not 1970 <= taken_at.year <= 9998:  # beyond what clocks and time zones can convert
         return None
-    compression = _COMPRESSION_OF_SUFFIX.get(match["packed"])
+    compression = _COMPRESSION_OF_SUFFIX.get(match.groupdict().get("packed"))
     return BackupName(match["name"], taken_at, int(match["seq"] or 0), compression)
 
 
 def parse_copy_name(filename: str) -> tuple[BackupName | None, bool]:
     """A destination's file name: (its backup's parts, True when it is encrypted) or
     (None, False) when the name is not one of ours."""
-    if filename.endswith(ENCRYPTED_SUFFIX):
-        return parse_backup_name(filename[: -len(ENCRYPTED_SUFFIX)]), True
-    return parse_backup_name(filename), False
+    encrypted = filename.endswith(ENCRYPTED_SUFFIX)
+    if encrypted:
+        filename = filename[: -len(ENCRYPTED_SUFFIX)]
+    parsed = parse_backup_name(filename) or parse_archive_name(filename)
+    return (parsed, encrypted) if parsed else (None, False)
 
 
 def is_backup_name(filename: str, name: str | None = None) -> bool:
@@ -2669,7 +2938,7 @@ def list_backups(
         raise describe_os_error(exc, backup_dir, "listing") from exc
     for entry in entries:
         parsed, encrypted = parse_copy_name(entry.name) if copies else (None, False)
-        parsed = parsed or parse_backup_name(entry.name)
+        parsed = parsed or parse_backup_name(entry.name) or parse_archive_name(entry.name)
         if parsed is not None and parsed.name in found:
             backup = _backup_file(Path(entry.path), parsed, entry, encrypted=encrypted)
             if backup is not None:
@@ -3794,7 +4063,10 @@ def unpacked_backup(path: Path, compression: str | None) -> Iterator[tuple[Path,
 
 def check_backup_file(path: Path, compression: str | None, *, quick: bool = True) -> str | Text:
     """quick_check (or integrity_check) of a backup, unpacked where it is packed: "ok" or
-    the fault. Raises BackupError where a packed backup cannot be unpacked."""
+    the fault. Raises BackupError where a packed backup cannot be unpacked. An archive is
+    read back against its manifest."""
+    if compression == ARCHIVE_KIND:
+        return str(check_archive_file(path))
     with unpacked_backup(path, compression) as (plain, _):
         with open(plain, "rb") as handle:
             # SQLite takes an empty file for an empty database; no backup is empty.
@@ -3977,6 +4249,560 @@ def prune_backups(expired: Sequence[BackupFile]) -> tuple[list[Path], list[Text]
 
 
 # ======================================================================================
+# Archives of the instance folder
+# ======================================================================================
+
+# An archive is a ZIP that Windows Explorer and every unzip read: UTF-8 names flagged as
+# such, ZIP64 past 4 GB, and a manifest as its last member. Its databases are sealed copies
+# (consistent, checked), never the live files with their -wal beside them.
+
+ARCHIVE_MANIFEST = "database_backup_manifest.json"
+ARCHIVE_FORMAT = 1
+_MEMBER_KINDS = ("file", "database", "link", "folder")
+# Members whose bytes are compressed already: stored, as deflating them again gains nothing.
+STORED_SUFFIXES = frozenset(
+    ".jpg .jpeg .png .webp .gif .avif .heic .heif .mp4 .m4v .mov .mkv .webm .avi .mp3 .m4a "
+    ".aac .ogg .opus .flac .zip .gz .tgz .bz2 .xz .zst .7z .rar .br .age .woff2 "
+    ".docx .xlsx .pptx .odt .ods .jar".split()
+)
+_SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchiveMember:
+    """One entry of an archive, as its manifest lists it."""
+
+    path: str  # relative, with "/"; a folder's ends in "/"
+    kind: str  # "file", "database" (a sealed copy), "link" or "folder"
+    size: int = 0
+    mtime_ns: int = 0
+    sha256: str | None = None
+    target: str | None = None  # a link's
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"path": self.path, "kind": self.kind}
+        if self.kind in ("file", "database"):
+            data.update(size=self.size, mtime_ns=self.mtime_ns, sha256=self.sha256)
+        elif self.kind == "link":
+            data["target"] = self.target
+        else:
+            data["mtime_ns"] = self.mtime_ns
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class _Found:
+    """A folder entry to archive, as the walk found it."""
+
+    path: Path
+    name: str  # the member's name
+    kind: str
+    size: int
+    mtime_ns: int
+    mode: int
+
+
+@dataclasses.dataclass(frozen=True)
+class MadeArchive:
+    path: Path
+    size: int
+    sha256: str
+    members: int
+    databases: tuple[str, ...]
+    # Not fatal, reported: read while they changed (the archive holds what was read), gone
+    # before they were read, or not readable by this user (both left out).
+    changed: tuple[str, ...] = ()
+    vanished: tuple[str, ...] = ()
+    unreadable: tuple[str, ...] = ()
+
+
+class _ArchiveFault(Exception):
+    """What is wrong with an archive: ``args[0]`` is a Text."""
+
+
+def _is_link(info: os.stat_result) -> bool:
+    """A symbolic link, or on Windows any reparse point (a junction): never followed."""
+    reparse = getattr(stat, "FILE_ATTRIBUTE_REPARSE_POINT", 0)
+    return stat.S_ISLNK(info.st_mode) or bool(getattr(info, "st_file_attributes", 0) & reparse)
+
+
+def _excluded(relative: str, name: str, patterns: Sequence[str]) -> bool:
+    import fnmatch
+
+    return any(fnmatch.fnmatch(relative, p) or fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def _walk_for_archive(
+    source: Path, backup_dir: Path, databases: Iterable[Path], exclude: Sequence[str]
+) -> list[_Found]:
+    """What an archive of ``source`` holds, in a stable order: every entry but the backup
+    folder, temporary files, the excluded, and the -wal, -shm and -journal of databases."""
+    skip = _path_key(backup_dir)
+    configured = {_path_key(p) for p in databases}
+    found: list[_Found] = []
+    folders = [(source, "")]
+    while folders:
+        folder, prefix = folders.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise describe_os_error(exc, folder, "listing") from exc
+        names_here = {e.name for e in entries}
+        inner = []
+        for entry in entries:
+            relative = prefix + entry.name
+            if _path_key(entry.path) == skip or is_temp_name(entry.name):
+                continue
+            if _excluded(relative, entry.name, exclude):
+                continue
+            try:
+                info = os.lstat(entry.path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise describe_os_error(exc, entry.path, "listing") from exc
+            path, mode, mtime = Path(entry.path), info.st_mode, info.st_mtime_ns
+            if _is_link(info):
+                found.append(_Found(path, relative, "link", 0, mtime, mode))
+            elif stat.S_ISDIR(info.st_mode):
+                found.append(_Found(path, relative + "/", "folder", 0, mtime, mode))
+                inner.append((path, relative + "/"))
+            elif stat.S_ISREG(info.st_mode):
+                side = next((s for s in _SQLITE_SIDE_FILES if entry.name.endswith(s)), None)
+                main = path.with_name(entry.name[: -len(side)]) if side else None
+                if main is not None and main.name in names_here:
+                    if _path_key(main) in configured or _has_sqlite_header(main):
+                        continue  # the database's sealed copy holds what it holds
+                is_db = _path_key(path) in configured or _has_sqlite_header(path)
+                kind = "database" if is_db else "file"
+                found.append(_Found(path, relative, kind, info.st_size, mtime, mode))
+        folders.extend(reversed(inner))
+    return found
+
+
+def _zip_info(name: str, mtime_ns: int, mode: int, *, deflate: bool) -> Any:
+    import zipfile
+
+    when = max(time.localtime(mtime_ns / 1e9)[:6], (1980, 1, 1, 0, 0, 0))  # ZIP's first year
+    info = zipfile.ZipInfo(name, date_time=when)  # type: ignore[arg-type]
+    info.create_system = 3  # Unix: unzip restores the mode, and links, from external_attr
+    info.external_attr = (mode & 0xFFFF) << 16 | (0x10 if name.endswith("/") else 0)
+    info.compress_type = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+    return info
+
+
+class _ArchiveProgress:
+    """A percentage on a terminal while a large folder is archived (nothing elsewhere)."""
+
+    def __init__(self, label: str, total: int, stream: TextIO | None) -> None:
+        self.label, self.total, self.done = label, total, 0
+        self.stream = stream if total >= PROGRESS_MIN_BYTES else None
+        self._shown = 0.0
+        self._width = 0
+
+    def add(self, count: int) -> None:
+        self.done += count
+        if self.stream is not None and time.monotonic() - self._shown >= 0.5:
+            self._shown = time.monotonic()
+            percent = min(99, self.done * 100 // max(self.total, 1))
+            line = f"\r  {self.label}: {percent:3d}%"
+            self._width = len(line)
+            _write_quietly(self.stream, line)
+
+    def close(self) -> None:
+        if self.stream is not None and self._width:
+            _write_quietly(self.stream, "\r" + " " * self._width + "\r")
+
+
+class _AppendOnly:
+    """A file that is only ever appended to, as zipfile sees it: it then never seeks back
+    to patch a member's header (each member ends in a data descriptor instead), which some
+    file systems (FUSE's FAT) cannot do, and every byte is written once, in order."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw, self.written = raw, 0
+
+    def write(self, data: bytes) -> int:
+        self.raw.write(data)
+        self.written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.written
+
+    def seek(self, *_: Any) -> int:
+        raise OSError(errno.ESPIPE, "an archive is written in one pass")
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+def _stream_into_zip(
+    archive: Any, source: Path, info: Any, progress: _ArchiveProgress
+) -> tuple[int, str, bool]:
+    """Stream ``source`` into the open archive as ``info``: (bytes, SHA-256, whether it
+    changed while read). Memory stays at one chunk whatever the file's size."""
+    digest, copied = hashlib.sha256(), 0
+    with open(source, "rb") as handle:
+        before = os.fstat(handle.fileno())
+        info.file_size = before.st_size  # zipfile picks ZIP64 from it
+        with archive.open(info, "w", force_zip64=before.st_size > 2**30) as member:
+            for chunk in iter(lambda: handle.read(HASH_CHUNK_BYTES), b""):
+                digest.update(chunk)
+                member.write(chunk)
+                copied += len(chunk)
+                progress.add(len(chunk))
+        after = os.fstat(handle.fileno())
+    changed = (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
+    return copied, digest.hexdigest(), changed or copied != before.st_size
+
+
+def _archive_one(
+    archive: Any, item: _Found, backup_dir: Path, busy_timeout: float, progress: _ArchiveProgress
+) -> tuple[ArchiveMember | None, str]:
+    """Write one entry into the archive: (its manifest member or None, "ok", "changed",
+    "vanished" or "unreadable")."""
+    if item.kind == "folder":
+        archive.writestr(_zip_info(item.name, item.mtime_ns, item.mode, deflate=False), b"")
+        return ArchiveMember(item.name, "folder", mtime_ns=item.mtime_ns), "ok"
+    if item.kind == "link":
+        try:
+            target = os.readlink(item.path)
+        except FileNotFoundError:
+            return None, "vanished"
+        except OSError:
+            return None, "unreadable"
+        info = _zip_info(item.name, item.mtime_ns, stat.S_IFLNK | 0o777, deflate=False)
+        archive.writestr(info, os.fsencode(target))
+        return ArchiveMember(item.name, "link", target=target), "ok"
+    deflate = item.path.suffix.lower() not in STORED_SUFFIXES
+    info = _zip_info(item.name, item.mtime_ns, item.mode, deflate=deflate)
+    try:
+        if item.kind == "database":
+            with sealed_copy(
+                item.path, backup_dir, name=item.path.name, busy_timeout=busy_timeout
+            ) as copy:
+                size, digest, _ = _stream_into_zip(archive, copy.path, info, progress)
+            status = "ok"
+        else:
+            size, digest, changed = _stream_into_zip(archive, item.path, info, progress)
+            status = "changed" if changed else "ok"
+    except FileNotFoundError:
+        return None, "vanished"
+    except PermissionError:
+        return None, "unreadable"
+    except BackupError as exc:
+        if not os.path.lexists(item.path):
+            return None, "vanished"
+        raise BackupError(
+            text("archive.database_failed", error=exc.text),
+            hint=text("archive.database_failed_hint", name=item.name),
+        ) from exc
+    return ArchiveMember(item.name, item.kind, size, item.mtime_ns, digest), status
+
+
+def create_archive(
+    source: Path,
+    backup_dir: Path,
+    *,
+    taken_at: dt.datetime,
+    databases: Sequence[Path] = (),
+    exclude: Sequence[str] = (),
+    busy_timeout: float = DEFAULTS["busy_timeout"],
+    progress_stream: TextIO | None = None,
+    room: Callable[[int], None] | None = None,
+) -> MadeArchive:
+    """Archive the folder ``source`` into ``backup_dir`` as ``<folder>.<time>.zip``.
+
+    Every database in it (``databases``, and any other file that starts as an SQLite
+    database) goes in as a sealed copy; the rest as it is read, links as links. The ZIP is
+    written under a temporary name, re-read and checked against its manifest, fsynced, and
+    only then named: a killed run leaves no file with an archive's name. ``taken_at`` is
+    naive local time, as in the name; ``room(estimate)`` may refuse to start (raising).
+    """
+    import zipfile
+
+    if not source.is_dir():
+        raise BackupError(
+            text("archive.no_source", folder=source), hint=text("archive.no_source_hint")
+        )
+    found = _walk_for_archive(source, backup_dir, databases, exclude)
+    estimate = sum(f.size for f in found)
+    if room is not None:
+        room(estimate)
+    progress = _ArchiveProgress(source.name, estimate, progress_stream)
+    members: list[ArchiveMember] = []
+    reported: dict[str, list[str]] = {"changed": [], "vanished": [], "unreadable": []}
+    with temporary_file(backup_dir, source.name + ARCHIVE_SUFFIX) as temp:
+        try:
+            with (
+                open(temp, "ab") as raw,
+                zipfile.ZipFile(_AppendOnly(raw), "w", allowZip64=True) as archive,
+            ):
+                for item in found:
+                    member, status = _archive_one(archive, item, backup_dir, busy_timeout, progress)
+                    if member is not None:
+                        members.append(member)
+                    if status != "ok":
+                        reported[status].append(item.name)
+                manifest = {
+                    "format": ARCHIVE_FORMAT,
+                    "tool": f"{SCRIPT_NAME} {__version__}",
+                    "source": str(source),
+                    "host": _host_name(),
+                    "created_at": taken_at.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "members": [m.to_json() for m in members],
+                    **reported,
+                }
+                body = json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8")
+                info = _zip_info(ARCHIVE_MANIFEST, time.time_ns(), 0o100644, deflate=True)
+                archive.writestr(info, body)
+        except OSError as exc:
+            raise describe_os_error(exc, temp, "archiving") from exc
+        finally:
+            progress.close()
+        problem = check_archive_file(temp)
+        if problem != "ok":
+            raise BackupError(text("archive.check_failed", folder=source, problem=problem))
+        try:
+            _fsync_file(temp)
+            size, digest = temp.stat().st_size, sha256_file(temp)
+        except OSError as exc:
+            raise describe_os_error(exc, temp, "verifying") from exc
+        names = (format_archive_name(source.name, taken_at, seq) for seq in range(10000))
+        final = publish_file(temp, backup_dir, names)
+    return MadeArchive(
+        final,
+        size,
+        digest,
+        len(members),
+        tuple(m.path for m in members if m.kind == "database"),
+        *(tuple(reported[k]) for k in ("changed", "vanished", "unreadable")),
+    )
+
+
+def _safe_member_name(name: str) -> bool:
+    """A relative name that stays inside the folder it is extracted into."""
+    if not name or name.startswith(("/", "\\")) or "\\" in name or "\x00" in name:
+        return False
+    if re.match(r"[A-Za-z]:", name) or (os.name == "nt" and ":" in name):
+        return False
+    return all(part not in ("", ".", "..") for part in name.rstrip("/").split("/"))
+
+
+def _link_stays_inside(member: str, target: str) -> bool:
+    """A link's target, read from where the link is, names something inside the folder."""
+    if not target or os.path.isabs(target) or target.startswith(("/", "\\")):
+        return False
+    if re.match(r"[A-Za-z]:", target) or "\\" in target:
+        return False
+    joined = os.path.normpath(os.path.join(os.path.dirname(member), target))
+    return joined != ".." and not joined.startswith(".." + os.sep) and not os.path.isabs(joined)
+
+
+def _manifest_members(archive: Any) -> list[ArchiveMember]:
+    """The archive's manifest, checked against the archive's own list: every member is
+    named safely, listed once, and present, with nothing unlisted beside it."""
+    try:
+        manifest = json.loads(archive.read(ARCHIVE_MANIFEST).decode("utf-8"))
+    except KeyError:
+        raise _ArchiveFault(text("archive.no_manifest")) from None
+    except ValueError as exc:
+        raise _ArchiveFault(text("archive.bad_manifest", error=str(exc))) from exc
+    listed = manifest.get("members") if isinstance(manifest, dict) else None
+    if not isinstance(listed, list):
+        raise _ArchiveFault(text("archive.bad_manifest", error='no "members" list'))
+    members = []
+    for item in listed:
+        try:
+            kind, path = item["kind"], item["path"]
+            member = ArchiveMember(
+                str(path),
+                str(kind),
+                int(item.get("size", 0)),
+                int(item.get("mtime_ns", 0)),
+                item.get("sha256"),
+                item.get("target"),
+            )
+        except (TypeError, KeyError, ValueError):
+            raise _ArchiveFault(text("archive.bad_manifest", error=repr(item)[:200])) from None
+        if member.kind not in _MEMBER_KINDS:
+            raise _ArchiveFault(text("archive.bad_manifest", error=repr(item)[:200]))
+        members.append(member)
+    names = [info.filename for info in archive.infolist()]
+    for name in names:
+        if not _safe_member_name(name):
+            raise _ArchiveFault(text("archive.unsafe_name", name=name))
+    listed_names = [m.path for m in members]
+    if len(set(names)) != len(names) or len(set(listed_names)) != len(listed_names):
+        raise _ArchiveFault(text("archive.twice"))
+    unlisted = sorted(set(names) - set(listed_names) - {ARCHIVE_MANIFEST})
+    missing = sorted(set(listed_names) - set(names))
+    if unlisted or missing:
+        raise _ArchiveFault(text("archive.not_listed", name=(unlisted + missing)[0]))
+    return members
+
+
+def _hash_member(archive: Any, member: ArchiveMember, out: Any = None) -> str | None:
+    """Read a member (writing it to ``out``): None when it matches the manifest, else why not."""
+    digest, size = hashlib.sha256(), 0
+    with archive.open(member.path) as stream:
+        for chunk in iter(lambda: stream.read(HASH_CHUNK_BYTES), b""):
+            digest.update(chunk)
+            size += len(chunk)
+            if out is not None:
+                out.write(chunk)
+    if size != member.size or digest.hexdigest() != member.sha256:
+        return text("archive.member_differs", name=member.path)
+    return None
+
+
+def check_archive_file(path: Path) -> str | Text:
+    """Read every member of an archive back against its manifest: "ok" or what is wrong."""
+    import zipfile
+    import zlib
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in _manifest_members(archive):
+                if member.kind in ("file", "database"):
+                    problem = _hash_member(archive, member)
+                    if problem is not None:
+                        return problem
+    except _ArchiveFault as fault:
+        return fault.args[0]
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        return text("archive.bad_zip", error=str(exc) or type(exc).__name__)
+    return "ok"
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoredArchive:
+    folder: Path
+    files: int
+    databases: tuple[str, ...]
+    links_left_out: tuple[str, ...]  # links that would lead out of the folder
+
+
+def restore_archive(archive_path: Path, into: Path, *, live: Sequence[Path]) -> RestoredArchive:
+    """Extract an archive into ``into``, a new or empty folder that is none of ``live``.
+
+    Every name is checked first (absolute paths, ``..`` and unlisted members refuse the
+    whole archive), then each member is written into a temporary folder beside ``into``
+    and checked against the manifest as it is written; only a complete, checked folder is
+    given the name ``into``. Links are made last, and only those that stay inside.
+    """
+    import zipfile
+    import zlib
+
+    into = Path(os.path.abspath(into))
+    if any(_path_key(into) == _path_key(p) for p in live):
+        raise _usage_error(
+            text("archive.into_live", folder=into), hint=text("archive.into_live_hint")
+        )
+    if os.path.lexists(into) and (not into.is_dir() or into.is_symlink() or any(into.iterdir())):
+        raise _usage_error(
+            text("archive.into_not_empty", folder=into), hint=text("archive.into_live_hint")
+        )
+    if not into.parent.is_dir():
+        raise _usage_error(
+            text("archive.into_no_parent", folder=into.parent),
+            hint=text("archive.into_no_parent_hint"),
+        )
+    try:
+        archive = zipfile.ZipFile(archive_path)
+    except FileNotFoundError:
+        raise _usage_error(
+            text("archive.not_found", path=archive_path), hint=text("archive.not_found_hint")
+        ) from None
+    except OSError as exc:
+        raise describe_os_error(exc, archive_path, "reading back") from exc
+    except zipfile.BadZipFile as exc:
+        raise BackupError(text("archive.damaged", path=archive_path, problem=str(exc))) from exc
+    with archive:
+        try:
+            members = _manifest_members(archive)
+        except _ArchiveFault as fault:
+            raise _usage_error(
+                text("archive.refused", path=archive_path, problem=fault.args[0]),
+                hint=text("archive.refused_hint"),
+            ) from None
+        links = {m.path for m in members if m.kind == "link"}
+        for member in members:
+            parents = member.path.rstrip("/").split("/")[:-1]
+            through = ["/".join(parents[: i + 1]) for i in range(len(parents))]
+            if any(p in links for p in through):
+                raise _usage_error(
+                    text(
+                        "archive.refused",
+                        path=archive_path,
+                        problem=text("archive.unsafe_name", name=member.path),
+                    ),
+                    hint=text("archive.refused_hint"),
+                )
+        temp = into.parent / format_temp_name(into.name)
+        try:
+            os.mkdir(temp)
+        except OSError as exc:
+            raise describe_os_error(exc, into.parent, "creating a temporary folder in") from exc
+        try:
+            left_out = _extract_members(archive, archive_path, members, temp)
+            if os.path.lexists(into):
+                os.rmdir(into)  # empty, as checked
+            os.rename(temp, into)
+        except OSError as exc:
+            raise describe_os_error(exc, into, "restoring into") from exc
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise BackupError(text("archive.damaged", path=archive_path, problem=str(exc))) from exc
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
+    files = sum(1 for m in members if m.kind in ("file", "database"))
+    snapshots = tuple(m.path for m in members if m.kind == "database")
+    return RestoredArchive(into, files, snapshots, tuple(left_out))
+
+
+def _extract_members(
+    archive: Any, archive_path: Path, members: Sequence[ArchiveMember], root: Path
+) -> list[str]:
+    """Write the members under ``root``, each checked; links last. Returns the links left out."""
+    infos = {info.filename: info for info in archive.infolist()}
+    folders = []
+    for member in members:
+        target = root.joinpath(*member.path.rstrip("/").split("/"))
+        if member.kind == "folder":
+            target.mkdir(parents=True, exist_ok=True)
+            folders.append((target, member))
+            continue
+        if member.kind == "link":
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "xb") as out:
+            problem = _hash_member(archive, member, out)
+        if problem is not None:
+            raise BackupError(text("archive.damaged", path=archive_path, problem=problem))
+        mode = (infos[member.path].external_attr >> 16) & 0o777
+        if mode:
+            os.chmod(target, mode)
+        os.utime(target, ns=(member.mtime_ns, member.mtime_ns))
+    left_out = []
+    for member in members:
+        if member.kind != "link":
+            continue
+        if not member.target or not _link_stays_inside(member.path, member.target):
+            left_out.append(member.path)
+            continue
+        link = root.joinpath(*member.path.split("/"))
+        link.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.symlink(member.target, link)
+        except OSError:  # Windows without the right to make links
+            left_out.append(member.path)
+    for folder, member in reversed(folders):
+        os.utime(folder, ns=(member.mtime_ns, member.mtime_ns))
+    return left_out
+
+
+# ======================================================================================
 # Run log
 # ======================================================================================
 
@@ -4045,7 +4871,7 @@ def _clean_run(run: dict[str, Any]) -> dict[str, Any]:
     """``run``, or a copy of it where results, destinations or alerts (when present) are
     made lists of dicts: a hand-edited log may hold anything there."""
     cleaned = run
-    for key in ("results", "destinations", "alerts"):
+    for key in ("results", "archives", "destinations", "alerts"):
         items = run.get(key, [])
         if not (isinstance(items, list) and all(isinstance(i, dict) for i in items)):
             cleaned = dict(cleaned) if cleaned is run else cleaned
@@ -4121,15 +4947,22 @@ class RunLog:
             yield run
 
     def backups(self) -> dict[str, dict[str, Any]]:
-        """The result recorded for each backup a run made, by the backup's ``_path_key``."""
+        """The result recorded for each backup (and archive) a run made, by its ``_path_key``."""
         if self._backups is None:
             self._backups = {
                 _path_key(result["backup"]): result
                 for run in self.runs
-                for result in run.get("results", [])
+                for result in [*run.get("results", []), *run.get("archives", [])]
                 if isinstance(result.get("backup"), str)
             }
         return self._backups
+
+    def last_archive(self) -> dict[str, Any] | None:
+        """The newest archive result (made, failed or not started), with its run's start."""
+        for run in reversed(self.runs):
+            for result in reversed(run.get("archives", [])):
+                return {**result, "started_at": run.get("started_at")}
+        return None
 
     def checksums(self) -> dict[str, str]:
         """The SHA-256 recorded for each backup, by the backup's ``_path_key``."""
@@ -4386,7 +5219,7 @@ def decrypted_backup(path: Path, identity_file: Path, folder: Path) -> Iterator[
     """Decrypt ``<backup name>.age`` into a private temporary folder in ``folder`` (removed
     afterwards; a killed run's by the next run), under the backup's own name."""
     inner = path.name[: -len(ENCRYPTED_SUFFIX)] if path.name.endswith(ENCRYPTED_SUFFIX) else ""
-    if not parse_restorable_name(inner):
+    if not (parse_restorable_name(inner) or parse_archive_name(inner)):
         raise _usage_error(
             text("decrypt.not_encrypted_name", file=path.name),
             text("decrypt.not_encrypted_name_hint"),
@@ -4529,7 +5362,7 @@ class FolderDestination(Destination):
         return list_backups(self.folder, names, copies=True)
 
     def upload(self, item: Outgoing) -> None:
-        with temporary_file(self.folder, item.database) as temp:
+        with temporary_file(self.folder, item.name) as temp:
             try:
                 with open(item.path, "rb") as src, open(temp, "wb") as dst:
                     shutil.copyfileobj(src, dst, HASH_CHUNK_BYTES)
@@ -4958,7 +5791,7 @@ def sync_destination(
                 for backup in select_expired(
                     remote[name],
                     now=now,
-                    **config.retention(),
+                    **config.retention(name),
                 ):
                     destination.delete(backup)
                     result.pruned.append(backup.path.name)
@@ -4984,7 +5817,8 @@ def render_alert_text(run: dict[str, Any], lang: str = "en") -> str:
         return text(key, **values).render(lang)
 
     failed = run.get("status") == "failed"
-    what = tr("alert.drill" if run.get("kind") == "drill" else "alert.backup")
+    kind = run.get("kind")
+    what = tr("alert.drill" if kind == "drill" else "alert.archive" if kind else "alert.backup")
     head = "alert.failed" if failed else "alert.ok"
     lines = [tr(head, what=what, host=run.get("host"), time=run.get("started_at"))]
     for drill in run.get("drills") or []:
@@ -4997,8 +5831,9 @@ def render_alert_text(run: dict[str, Any], lang: str = "en") -> str:
         lines.append("- " + tr("alert.error", error=run.get("error")))
         if run.get("hint"):
             lines.append("  " + tr("alert.fix", hint=run.get("hint")))
-    for result in run.get("results", []):
-        if result.get("status") == "failed":
+    archives = [a for a in run.get("archives") or [] if isinstance(a, dict)]
+    for result in [*run.get("results", []), *archives]:
+        if result.get("status") == "failed" or (result.get("error") and result in archives):
             lines.append(f"- {result.get('database')}: {result.get('error')}")
         elif result.get("status") == "ok":
             lines.append(
@@ -5155,6 +5990,30 @@ class BackupResult:
         return data
 
 
+@dataclasses.dataclass
+class ArchiveResult:
+    """What happened to the archive of a folder in one run, or one --archive."""
+
+    database: str  # the folder's archive_key, e.g. "instance/"
+    source: str
+    status: str  # "ok", "failed", or "skipped": it would not fit the disk budget
+    backup: str | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    members: int = 0
+    databases: list[str] = dataclasses.field(default_factory=list)
+    changed: list[str] = dataclasses.field(default_factory=list)
+    vanished: list[str] = dataclasses.field(default_factory=list)
+    unreadable: list[str] = dataclasses.field(default_factory=list)
+    duration_s: float = 0.0
+    error: str | None = None
+    hint: str | None = None
+    pruned: list[str] = dataclasses.field(default_factory=list)
+    failure: BackupError | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    to_json = BackupResult.to_json
+
+
 class RunLock:
     """An OS lock on a file, so runs never interleave; the OS drops it when the process dies.
 
@@ -5246,13 +6105,15 @@ class RunReport:
     heartbeats: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     # Local backups withheld from every destination: {"backup": path, "problem": text}.
     damaged_backups: list[dict[str, str | Text]] = dataclasses.field(default_factory=list)
+    archives: list[ArchiveResult] = dataclasses.field(default_factory=list)
 
     @property
     def failed(self) -> bool:
-        """A database or a destination failed, or a local backup is damaged (an undelivered
-        alert does not fail a run)."""
+        """A database, an archive or a destination failed, or a local backup is damaged (an
+        undelivered alert, or an archive not started for the disk budget, does not fail a
+        run)."""
         return bool(self.damaged_backups) or any(
-            r.status == "failed" for r in [*self.results, *self.destinations]
+            r.status == "failed" for r in [*self.results, *self.archives, *self.destinations]
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -5264,7 +6125,8 @@ class RunReport:
             "host": _host_name(),
             "version": __version__,
             "results": [r.to_json() for r in self.results],
-            "pruned": [p for r in self.results for p in r.pruned],
+            **({"archives": [a.to_json() for a in self.archives]} if self.archives else {}),
+            "pruned": [p for r in [*self.results, *self.archives] for p in r.pruned],
             "destinations": [d.to_json() for d in self.destinations],
             "damaged_backups": self.damaged_backups,
             "alerts": self.alerts,
@@ -5315,7 +6177,7 @@ def run_backups(
             report.removed_temp_files = [str(p) for p in stale]
             # The one read of the log and the one listing of the folder in a run.
             log = RunLog.read(config.log_file)
-            local = list_backups(config.backup_dir, [db.name for db in config.databases])
+            local = list_backups(config.backup_dir, listed_names(config))
             for db in config.databases:
                 previous = _previous_backup(local[db.name], log.backups())
                 result = _backup_one(config, db, started, progress_stream, previous)
@@ -5343,6 +6205,13 @@ def run_backups(
                     key=lambda b: b.sort_key,
                     reverse=True,
                 )
+            key = archive_key(config.archive_folder())
+            if archive_due(config, local[key], now=started):
+                archive = make_archive(
+                    config, taken_at=started, archives=local[key], progress_stream=progress_stream
+                )
+                report.archives.append(archive)
+                local[key] = list_backups(config.backup_dir, [key])[key]
             if config.copy_to or config.s3 or config.upload_command:
                 _copy_off_site(config, report, log, local, started)
             report.finished_at = clock()
@@ -5420,12 +6289,12 @@ def _copy_off_site(
     folder as this run left it); a failure fails only that destination."""
     checksums = log.checksums()
     fresh = set()
-    for result in report.results:
+    for result in [*report.results, *report.archives]:
         if result.backup and result.sha256:
             checksums[_path_key(result.backup)] = result.sha256
             fresh.add(_path_key(result.backup))
     checks = LocalBackupCheck(checksums, fresh)
-    prunable = {r.database for r in report.results if r.status == "ok"}
+    prunable = {r.database for r in [*report.results, *report.archives] if r.status == "ok"}
     encryption = None
     if config.encrypt_to:
         try:
@@ -5514,6 +6383,138 @@ def _backup_one(
     return result
 
 
+def listed_names(config: Config) -> list[str]:
+    """The names the backup folder is listed by: each database's, and the archives'."""
+    return [db.name for db in config.databases] + [archive_key(config.archive_folder())]
+
+
+def archive_due(config: Config, archives: Sequence[BackupFile], *, now: dt.datetime) -> bool:
+    """True when --run archives: archives are on, and the newest (by the time in its name)
+    is ``archive_every_days`` old, or there is none."""
+    if config.archive_every_days <= 0:
+        return False
+    if not archives:
+        return True
+    age = now.replace(tzinfo=None) - archives[0].taken_at
+    return age >= dt.timedelta(days=config.archive_every_days) - ARCHIVE_SLACK
+
+
+def run_archive(
+    config: Config,
+    *,
+    trigger: str = "manual",
+    clock: Callable[[], dt.datetime] = _now_local,
+    progress_stream: TextIO | None = None,
+) -> tuple[ArchiveResult, str | Text | None]:
+    """--archive: one archive now, under the run lock, logged as a run of kind "archive"
+    (and announced like a run where --notify-on asks). Returns it, and the run log's
+    warning if any."""
+    check_log_folder(config.log_file)
+    ensure_backup_dir(config.backup_dir, app_folder=config.app_folder())
+    with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout):
+        started = clock()
+        remove_stale_temp_files(config.backup_dir, [db.path.name for db in config.databases])
+        log = RunLog.read(config.log_file)
+        key = archive_key(config.archive_folder())
+        archives = list_backups(config.backup_dir, [key])[key]
+        result = make_archive(
+            config, taken_at=started, archives=archives, progress_stream=progress_stream
+        )
+        failed = result.status == "failed"
+        record: dict[str, Any] = {
+            "kind": "archive",
+            "started_at": _iso(started),
+            "finished_at": _iso(clock()),
+            "trigger": trigger,
+            "status": "failed" if failed else "ok",
+            "host": _host_name(),
+            "version": __version__,
+            "archives": [result.to_json()],
+        }
+        if should_alert(config, failed):
+            record["alerts"] = send_alerts(config, record)
+        warning = log.append(record, max_runs=config.log_max_runs, now=clock())
+    return result, warning
+
+
+class ArchiveNotStarted(BackupError):
+    """An archive that would not fit: the disk budget, or the free space."""
+
+
+def _archive_room(config: Config) -> Callable[[int], None]:
+    """A check of an archive's estimated size against the disk budget (the backup folder's
+    share of its disk, --max-disk-percent) and the free space; raises ArchiveNotStarted."""
+
+    def check(estimate: int) -> None:
+        try:
+            usage = shutil.disk_usage(config.backup_dir)
+        except OSError:
+            return  # the archive's own writing reports a real problem
+        listed = list_backups(config.backup_dir, listed_names(config))
+        folder = backup_folder_usage(listed)[1]
+        share = (folder + estimate) * 100 / usage.total if usage.total else 0.0
+        if share > config.max_disk_percent:
+            raise ArchiveNotStarted(
+                text(
+                    "archive.over_budget",
+                    size=_format_size(estimate),
+                    percent=share,
+                    budget=config.max_disk_percent,
+                ),
+                hint=text("archive.over_budget_hint"),
+            )
+        if estimate > usage.free:
+            raise ArchiveNotStarted(
+                text("archive.no_room", size=_format_size(estimate), free=_format_size(usage.free)),
+                hint=text("archive.over_budget_hint"),
+            )
+
+    return check
+
+
+def make_archive(
+    config: Config,
+    *,
+    taken_at: dt.datetime,
+    archives: Sequence[BackupFile],
+    progress_stream: TextIO | None = None,
+) -> ArchiveResult:
+    """Archive ``config.archive_folder()`` now, then keep the newest ``archive_keep``
+    archives (``archives``: those in the backup folder before). Never raises."""
+    folder = config.archive_folder()
+    result = ArchiveResult(archive_key(folder), str(folder), "ok")
+    started = time.monotonic()
+    try:
+        made = create_archive(
+            folder,
+            config.backup_dir,
+            taken_at=taken_at.replace(tzinfo=None),
+            databases=[db.path for db in config.databases],
+            exclude=config.archive_exclude,
+            busy_timeout=config.busy_timeout,
+            progress_stream=progress_stream,
+            room=_archive_room(config),
+        )
+        result.backup, result.size_bytes, result.sha256 = str(made.path), made.size, made.sha256
+        result.members, result.databases = made.members, list(made.databases)
+        result.changed, result.vanished = list(made.changed), list(made.vanished)
+        result.unreadable = list(made.unreadable)
+        new = _backup_file(made.path)
+        expired = select_expired(
+            [*archives, *([new] if new else [])],
+            now=taken_at.replace(tzinfo=None),
+            **config.retention(result.database),
+        )
+        deleted, _ = prune_backups([b for b in expired if b.path != made.path])
+        result.pruned = [str(p) for p in deleted]
+    except Exception as exc:  # noqa: BLE001 - the run goes on to its copies and its log
+        error = as_backup_error(exc, folder, "archiving")
+        result.status = "skipped" if isinstance(error, ArchiveNotStarted) else "failed"
+        result.error, result.hint, result.failure = error.message, error.hint, error
+    result.duration_s = round(time.monotonic() - started, 3)
+    return result
+
+
 # ======================================================================================
 # Verify and restore
 # ======================================================================================
@@ -5543,7 +6544,7 @@ def verify_backup(path: Path, *, quick: bool = False, expected: str | None = Non
     """Check one backup, read-only: integrity_check (or quick_check) and its SHA-256."""
     from concurrent.futures import ThreadPoolExecutor
 
-    parsed = parse_restorable_name(path.name)
+    parsed = parse_restorable_name(path.name) or parse_archive_name(path.name)
     result = VerifyResult(str(path), parsed.name if parsed else None, ok=False, integrity="")
     try:
         info = os.lstat(path)
@@ -5583,13 +6584,14 @@ def verify_backups(
     log: RunLog,
     identity: Path | None = None,
 ) -> list[VerifyResult]:
-    """Verify the named files, or every backup of the configured databases when none are named.
+    """Verify the named files, or when none are named every backup of the configured
+    databases and every archive (each member against its manifest).
 
     An encrypted copy (``.age``) is decrypted with ``identity`` into a temporary folder,
     then verified as the local backup it is a copy of.
     """
     if not files:
-        found = list_backups(config.backup_dir, [db.name for db in config.databases])
+        found = list_backups(config.backup_dir, listed_names(config))
         files = [b.path for backups in found.values() for b in backups]
     packed = any(
         getattr(parse_restorable_name(p.name), "compression", None)
@@ -6290,7 +7292,7 @@ def collect_history(log: RunLog, limit: int) -> list[dict[str, Any]]:
                 for drill in run.get("drills") or []
                 if isinstance(drill, dict)
             ]
-        elif run.get("kind", "backup") != "backup":
+        elif run.get("kind", "backup") not in ("backup", "archive"):
             rows.append(
                 {
                     "time": run.get("started_at"),
@@ -6307,7 +7309,7 @@ def collect_history(log: RunLog, limit: int) -> list[dict[str, Any]]:
             rows += [
                 {
                     "time": run.get("started_at"),
-                    "action": "backup",
+                    "action": action,
                     "database": result.get("database"),
                     "file": _text_or_none(result.get("backup")),
                     "size_bytes": result.get("size_bytes"),
@@ -6315,7 +7317,8 @@ def collect_history(log: RunLog, limit: int) -> list[dict[str, Any]]:
                     "error": _text_or_none(result.get("error")),
                     "trigger": run.get("trigger"),
                 }
-                for result in run.get("results", [])
+                for action, key in (("backup", "results"), ("archive", "archives"))
+                for result in run.get(key, [])
             ]
         if len(rows) >= limit:
             break
@@ -6325,14 +7328,14 @@ def collect_history(log: RunLog, limit: int) -> list[dict[str, Any]]:
 def collect_history_from_disk(config: Config, limit: int) -> list[dict[str, Any]]:
     """The newest ``limit`` backups in the backup folder, newest first: the history when
     the run log is missing or cannot be read (each row's status is ``found``)."""
-    found = list_backups(config.backup_dir, [db.name for db in config.databases])
+    found = list_backups(config.backup_dir, listed_names(config))
     backups = sorted(
         (b for files in found.values() for b in files), key=lambda b: b.sort_key, reverse=True
     )
     return [
         {
             "time": _iso(backup.taken_at.astimezone()),
-            "action": "backup",
+            "action": "archive" if backup.compression == ARCHIVE_KIND else "backup",
             "database": backup.name,
             "file": str(backup.path),
             "size_bytes": backup.size,
@@ -6366,7 +7369,7 @@ def render_history(rows: Sequence[dict[str, Any]], symbols: Symbols, lang: str =
             else symbols.fail
         )
         detail = Path(row["file"]).name if row["file"] else (row["error"] or "")
-        if row.get("action") == "restore":
+        if row.get("action") in ("restore", "restore_archive"):
             detail = tr("history.restored_from", file=detail)
         elif row.get("action") == "drill":
             key = "history.drill_of" if row["file"] else "history.drill"
@@ -6410,7 +7413,7 @@ def collect_stats(
     """
     names = [db.name for db in config.databases]
     if backups is None:
-        backups = list_backups(config.backup_dir, names)
+        backups = list_backups(config.backup_dir, listed_names(config))
     outcomes: dict[str, list[str]] = {name: [] for name in names}
     for run in log.backup_runs(since=now - dt.timedelta(days=config.keep_days)):
         for result in run.get("results", []):
@@ -6451,6 +7454,11 @@ def collect_stats(
                 "last_drill_findings": drill.get("findings"),
             }
         )
+    folder = config.archive_folder()
+    archives = backups.get(archive_key(folder), [])
+    archive_bytes = _unique_bytes(archives, seen_files)
+    folder_bytes += archive_bytes
+    last = log.last_archive()
     try:
         usage = shutil.disk_usage(
             config.backup_dir if config.backup_dir.exists() else config.app_root
@@ -6464,6 +7472,21 @@ def collect_stats(
         "backup_dir": str(config.backup_dir),
         "keep_days": config.keep_days,
         "databases": databases,
+        "archives": {
+            "source": str(folder),
+            "every_days": config.archive_every_days,
+            "keep": config.archive_keep,
+            "count": len(archives),
+            "total_bytes": archive_bytes,
+            "newest": archives[0].path.name if archives else None,
+            "newest_at": _iso(archives[0].taken_at.astimezone()) if archives else None,
+            "newest_age_s": (naive_now - archives[0].taken_at).total_seconds()
+            if archives
+            else None,
+            "newest_size_bytes": archives[0].size if archives else None,
+            "last_status": last.get("status") if last else None,
+            "last_error": last.get("error") if last else None,
+        },
         "backup_dir_bytes": folder_bytes,
         "disk_total_bytes": disk_total,
         "disk_free_bytes": disk_free,
@@ -6550,6 +7573,29 @@ def render_stats(stats: dict[str, Any], symbols: Symbols, lang: str = "en") -> s
             lines.append(f"  {mark} " + tr(key, time=f"{drilled:%Y-%m-%d %H:%M:%S}"))
         else:
             lines.append(f"  {symbols.info} " + tr("stats.no_drill"))
+    archives = stats["archives"]
+    lines.append(tr("stats.archives", folder=archives["source"]))
+    if archives["count"]:
+        size = _format_size(archives["total_bytes"], lang)
+        lines.append("  " + tr("stats.archive_count", count=archives["count"], size=size))
+        newest = parse_iso(archives["newest_at"])
+        line = tr(
+            "stats.newest",
+            time=f"{newest:%Y-%m-%d %H:%M:%S}",
+            age=_format_age(archives["newest_age_s"], lang),
+            size=_format_size(archives["newest_size_bytes"], lang),
+        )
+        lines.append("  " + line)
+    else:
+        lines.append(f"  {symbols.info} " + tr("stats.no_archives"))
+    if archives["last_status"] in ("failed", "skipped"):
+        mark = symbols.fail if archives["last_status"] == "failed" else symbols.warn
+        line = tr("stats.archive_last_failed", error=archives["last_error"])
+        lines.append(f"  {mark} {line}")
+    if archives["every_days"]:
+        lines.append("  " + tr("stats.archive_every", days=archives["every_days"]))
+    else:
+        lines.append("  " + tr("stats.archive_off"))
     lines.append(tr("stats.folder", path=stats["backup_dir"]))
     lines.append("  " + tr("stats.folder_size", size=_format_size(stats["backup_dir_bytes"], lang)))
     if stats["disk_total_bytes"]:
@@ -6833,12 +7879,39 @@ def _rule_destinations(ci: _CheckInput) -> list[Problem]:
     return problems
 
 
-_FOLDER_RULES = (_rule_held_back, _rule_disk, _rule_destinations)
+def _rule_archive(ci: _CheckInput) -> list[Problem]:
+    """Archives are on and the newest is older than archive_every_days + 1 days (none at
+    all, past a new install's first such days); the last archive failed or did not start."""
+    archives, every = ci.stats["archives"], ci.config.archive_every_days
+    problems: list[Problem] = []
+    if archives["last_status"] in ("failed", "skipped"):
+        key = (
+            "check.archive_failed"
+            if archives["last_status"] == "failed"
+            else "check.archive_not_started"
+        )
+        problems.append((CheckStatus.WARNING, text(key, error=archives["last_error"])))
+    if every <= 0:
+        return problems
+    limit = dt.timedelta(days=every + 1)
+    age = archives["newest_age_s"]
+    if age is not None:
+        if age > limit.total_seconds():
+            stale = text("check.archive_old", age=_age_text(age), days=every + 1)
+            problems.append((CheckStatus.WARNING, stale))
+        return problems
+    first = ci.log.first_run_at()
+    if first is not None and ci.now - first > limit:
+        problems.append((CheckStatus.WARNING, text("check.no_archive", days=every + 1)))
+    return problems
+
+
+_FOLDER_RULES = (_rule_held_back, _rule_disk, _rule_destinations, _rule_archive)
 
 
 def collect_check(config: Config, log: RunLog, *, now: dt.datetime) -> dict[str, Any]:
     """Every figure --check judges, and the problems its rules find, worst first."""
-    backups = list_backups(config.backup_dir, [db.name for db in config.databases])
+    backups = list_backups(config.backup_dir, listed_names(config))
     stats = collect_stats(config, log, now=now, backups=backups)
     last_results = log.last_results()
     for db, figures in zip(config.databases, stats["databases"]):
@@ -6888,6 +7961,10 @@ def render_check(check: dict[str, Any], lang: str = "en") -> str:
         if db["newest_age_s"] is not None:
             limit = int(check["max_age_hours"] * 3600)
             perf.append(f"'{db['database']} age'={int(db['newest_age_s'])}s;;{limit}")
+    archives = check["archives"]
+    if archives["newest_age_s"] is not None:
+        limit = (archives["every_days"] + 1) * 86400 if archives["every_days"] else ""
+        perf.append(f"'archive age'={int(archives['newest_age_s'])}s;{limit}")
     if check["disk_share_percent"] is not None:
         perf.append(
             f"'backup folder'={check['disk_share_percent']:.3f}%;{check['disk_budget_percent']:g}"
@@ -6901,6 +7978,11 @@ def render_check(check: dict[str, Any], lang: str = "en") -> str:
             line = tr("check.database_empty", database=db["database"], count=db["backups"])
         status = db["last_run_status"] or tr("check.unknown")
         lines.append(line + tr("check.last_run", status=status))
+    if archives["newest_age_s"] is not None:
+        age = _format_age(archives["newest_age_s"], lang)
+        lines.append(
+            tr("check.archive", folder=archives["source"], count=archives["count"], age=age)
+        )
     for far in check.get("destinations", []):
         copies = tr("check.list_separator").join(
             tr(
@@ -7436,6 +8518,8 @@ def build_parser(lang: str = "en") -> argparse.ArgumentParser:
     act("--restore", metavar="FILE", help=tr("help.restore"))
     act("--check", action="store_true", help=tr("help.check"))
     act("--drill", action="store_true", help=tr("help.drill"))
+    act("--archive", action="store_true", help=tr("help.archive"))
+    act("--restore-archive", metavar="FILE", help=tr("help.restore_archive"))
     act("--schedule", action="store_true", help=tr("help.schedule"))
     act("--windows-task", action="store_true", help=tr("help.windows_task", batch=BATCH_FILE_NAME))
     act("--cron", action="store_true", help=tr("help.cron"))
@@ -7475,6 +8559,7 @@ def build_parser(lang: str = "en") -> argparse.ArgumentParser:
     more("--target", metavar="PATH", help=tr("help.target"))
     more("--identity", metavar="KEYFILE", help=tr("help.identity"))
     more("--output", metavar="FILE", help=tr("help.output"))
+    more("--into", metavar="DIR", help=tr("help.into"))
     more("--yes", action="store_true", help=tr("help.yes"))
     more("--allow-unlogged", action="store_true", help=tr("help.allow_unlogged"))
     more("--allow-other-database", action="store_true", help=tr("help.allow_other_database"))
@@ -7572,6 +8657,8 @@ def _cmd_run(
         io.warn(warning)
     if not args.json:
         ok = [r for r in report.results if r.status == "ok"]
+        for archive in report.archives:
+            _say_archive(io, archive)
         pruned = [p for r in report.results for p in r.pruned]
         for path in pruned:
             io.say(f"{sym.prune} " + io.tr(text("run.pruned", file=os.path.basename(path))))
@@ -7614,9 +8701,7 @@ def _cmd_run(
         io.say("   " + io.tr(text(key, count=len(ok), linked=linked, written=written)))
         io.say("   " + io.tr(text("run.summary_size", size=made, mb=made / 2**20)))
         io.say("   " + io.tr(text("run.summary_pruned", count=len(pruned))))
-        files, size = backup_folder_usage(
-            list_backups(config.backup_dir, [db.name for db in config.databases])
-        )
+        files, size = backup_folder_usage(list_backups(config.backup_dir, listed_names(config)))
         io.say("   " + io.tr(text("run.summary_folder_files", files=files)))
         folder = text("run.summary_folder_size", size=size, mb=size / 2**20)
         io.say("   " + io.tr(folder))
@@ -7929,6 +9014,142 @@ def _cmd_check(config: Config, args: argparse.Namespace, io: Output) -> int:
     return check["exit_code"]
 
 
+def _say_archive(io: Output, result: ArchiveResult) -> None:
+    """An archive's lines in a report: made (with what it reports) and pruned, or why not."""
+    sym = io.symbols
+    if result.status == "ok":
+        line = text(
+            "archive.made",
+            file=Path(result.backup or "").name,
+            members=result.members,
+            databases=len(result.databases),
+            size=_format_size(result.size_bytes or 0, io.lang),
+        )
+        io.say(f"{sym.ok} " + io.tr(line))
+        reported = (
+            (result.changed, "archive.changed"),
+            (result.vanished, "archive.vanished"),
+            (result.unreadable, "archive.unreadable"),
+        )
+        for names, key in reported:
+            for name in names:
+                io.say(f"{sym.warn} " + io.tr(text(key, name=name)))
+        for path in result.pruned:
+            io.say(f"{sym.prune} " + io.tr(text("archive.pruned", file=os.path.basename(path))))
+        return
+    failure = result.failure
+    mark = sym.warn if result.status == "skipped" else sym.fail
+    key = "archive.not_started" if result.status == "skipped" else "archive.failed"
+    error = failure.text if failure is not None else result.error
+    io.say(f"{mark} " + io.tr(text(key, folder=result.source, error=error)))
+    hint = failure.hint_text if failure is not None else result.hint
+    if hint:
+        io.say("   " + io.tr(text("cli.hint", hint=hint)))
+
+
+def _cmd_archive(config: Config, args: argparse.Namespace, io: Output) -> int:
+    progress = io.err if io.err.isatty() and not args.json else None
+    result, warning = run_archive(config, progress_stream=progress)
+    if warning:
+        io.warn(warning)
+    if args.json:
+        io.print_json(result.to_json())
+    else:
+        _say_archive(io, result)
+    return ExitCode.OK if result.status == "ok" else ExitCode.FAILED
+
+
+def restore_archive_logged(
+    config: Config,
+    archive: Path,
+    into: Path,
+    *,
+    live: Path,
+    clock: Callable[[], dt.datetime] = _now_local,
+) -> RestoredArchive:
+    """``restore_archive`` under the run lock, logged as a run of kind "restore_archive"
+    (a refusal, which writes nothing, is not logged)."""
+    started = clock()
+    record: dict[str, Any] = {
+        "kind": "restore_archive",
+        "started_at": _iso(started),
+        "trigger": "manual",
+        "database": archive_key(live),
+        "backup": str(archive),
+        "target": str(into),
+        "status": "failed",
+        "error": None,
+    }
+    check_log_folder(config.log_file)
+    folder_exists = config.backup_dir.is_dir()
+    lock = RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout)
+    with lock if folder_exists else contextlib.nullcontext():
+        try:
+            restored = restore_archive(
+                archive, into, live=[live, config.backup_dir, config.app_root]
+            )
+        except BackupError as exc:
+            if exc.exit_code == ExitCode.USAGE or not folder_exists:
+                raise
+            record.update(error=exc.message, finished_at=_iso(clock()))
+            RunLog.read(config.log_file).append(record, max_runs=config.log_max_runs, now=clock())
+            raise
+        if folder_exists:
+            record.update(status="ok", finished_at=_iso(clock()))
+            RunLog.read(config.log_file).append(record, max_runs=config.log_max_runs, now=clock())
+    return restored
+
+
+def _swap_commands(restored: Path, live: Path, backup_dir: Path) -> list[str]:
+    """The commands that put a restored folder in the live one's place (the app stopped),
+    for this system's shell; the backup folder, when inside, moves across."""
+    import shlex
+
+    old = live.with_name(live.name + ".old")
+    moves = [(live, old), (restored, live)]
+    if _path_key(backup_dir.parent) == _path_key(live):
+        moves.append((old / backup_dir.name, live / backup_dir.name))
+    if os.name == "nt":
+        return [f'move "{a}" "{b}"' for a, b in moves]
+    return [" && ".join(f"mv {shlex.quote(str(a))} {shlex.quote(str(b))}" for a, b in moves)]
+
+
+def _cmd_restore_archive(config: Config, args: argparse.Namespace, io: Output) -> int:
+    if not args.into:
+        raise _usage_error(text("archive.needs_into"), hint=text("archive.needs_into_hint"))
+    archive = _resolve(args.restore_archive, Path.cwd())
+    live = config.archive_folder()
+    into = _resolve(args.into, Path.cwd())
+    restored = restore_archive_logged(config, archive, into, live=live)
+    if args.json:
+        io.print_json(
+            {
+                "archive": str(archive),
+                "folder": str(restored.folder),
+                "files": restored.files,
+                "databases": list(restored.databases),
+                "links_left_out": list(restored.links_left_out),
+            }
+        )
+        return ExitCode.OK
+    sym = io.symbols
+    line = text(
+        "archive.restored",
+        files=restored.files,
+        databases=len(restored.databases),
+        archive=archive.name,
+        folder=restored.folder,
+    )
+    io.say(f"{sym.ok} " + io.tr(line))
+    for name in restored.links_left_out:
+        io.say(f"{sym.warn} " + io.tr(text("archive.link_left_out", name=name)))
+    io.say(io.tr(text("archive.swap", live=live)))
+    for command in _swap_commands(restored.folder, live, config.backup_dir):
+        io.say(f"   {command}")
+    io.say(io.tr(text("archive.swap_after", old=live.with_name(live.name + ".old"))))
+    return ExitCode.OK
+
+
 def _cmd_drill(config: Config, args: argparse.Namespace, io: Output) -> int:
     record = drill_databases(config, trigger=args.trigger)
     for warning in record.get("warnings", []):
@@ -7986,6 +9207,8 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace, Output], int]] = {
     "restore": _cmd_restore,
     "check": _cmd_check,
     "drill": _cmd_drill,
+    "archive": _cmd_archive,
+    "restore_archive": _cmd_restore_archive,
     "keygen": _cmd_keygen,
     "decrypt": _cmd_decrypt,
 }
@@ -7994,12 +9217,24 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace, Output], int]] = {
 # Action options and the actions they mean something to; any other action refuses them,
 # so that "--run --target x" is not mistaken for something it does not do.
 _ACTION_OPTIONS: dict[str, tuple[str, ...]] = {
-    "json": ("run", "history", "stats", "verify", "restore", "check", "show_config", "drill"),
+    "json": (
+        "run",
+        "history",
+        "stats",
+        "verify",
+        "restore",
+        "check",
+        "show_config",
+        "drill",
+        "archive",
+        "restore_archive",
+    ),
     "limit": ("history",),
     "quick": ("verify",),
     "target": ("restore",),
     "identity": ("verify", "restore", "decrypt"),
     "output": ("decrypt",),
+    "into": ("restore_archive",),
     "yes": ("restore",),
     "allow_unlogged": ("restore",),
     "allow_other_database": ("restore",),

@@ -920,3 +920,62 @@ def test_upload_command_that_fails_silently_says_it_printed_nothing(app: App) ->
     assert failed["hint"]
     assert failed["error"] in result.stdout + result.stderr
     assert failed["hint"] in result.stdout + result.stderr
+
+
+# -- archives of the instance folder at a destination ---------------------------------------
+
+
+def archive_name(days: int) -> str:
+    """An archive's name dated ``days`` after OLD."""
+    return f"instance.{OLD + datetime.timedelta(days=days):%Y%m%d_%H%M%S}.zip"
+
+
+def test_copy_to_receives_the_runs_archive_and_keeps_the_newest_archive_keep_there(
+    app: App, nas: Path
+) -> None:
+    app.archives = True
+    (app.root / "instance" / "picture.jpg").write_bytes(os.urandom(4096))
+    planted = [archive_name(days) for days in (1, 2, 3)]
+    for name in planted:
+        (nas / name).write_bytes(b"an older archive")
+
+    result = app.run("--run", "--copy-to", str(nas), "--archive-keep", "2")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    (archive,) = app.backup_dir.glob("instance.*.zip")
+    assert sha256(nas / archive.name) == sha256(archive)
+    assert sorted(n for n in os.listdir(nas) if n.endswith(".zip")) == [planted[2], archive.name]
+    sent = destination_result(app)
+    assert archive.name in sent["uploaded"]
+    assert sorted(sent["pruned"]) == planted[:2]
+
+
+def test_a_run_without_an_archive_prunes_no_archive_at_the_destination(app: App, nas: Path) -> None:
+    app.archives = True
+    planted = [archive_name(days) for days in (1, 2, 3)]
+    for name in planted:
+        (nas / name).write_bytes(b"an older archive")
+
+    result = app.run("--run", "--copy-to", str(nas), "--archive-every-days", "0")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert all((nas / name).exists() for name in planted)
+
+
+def test_encrypted_destination_receives_the_archive_as_age_only(app: App, nas: Path) -> None:
+    app.archives = True
+    key = app.root / "key.txt"
+    assert app.run("--keygen", str(key)).returncode == 0
+    public = key.read_text(encoding="utf-8").split("public key: ")[1].split()[0]
+
+    result = app.run("--run", "--copy-to", str(nas), "--encrypt-to", public)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    (archive,) = app.backup_dir.glob("instance.*.zip")
+    assert not (nas / archive.name).exists()
+    copy = nas / (archive.name + ".age")
+    assert copy.is_file()
+    plain = app.root / "decrypted.zip"
+    decrypted = app.run("--decrypt", str(copy), "--identity", str(key), "--output", str(plain))
+    assert decrypted.returncode == 0, decrypted.stdout + decrypted.stderr
+    assert sha256(plain) == sha256(archive)

@@ -25,8 +25,9 @@ def local(minutes_ago: float) -> dt.datetime:
 
 @pytest.fixture
 def three_runs(app: App) -> list[dbs.RunReport]:
-    """Three runs 30, 20 and 10 minutes ago: ok, failed (database moved away), ok."""
-    config = make_config(app.root)
+    """Three runs 30, 20 and 10 minutes ago: ok, failed (database moved away), ok; no
+    archive of the folder."""
+    config = make_config(app.root, "--archive-every-days", "0")
     first = dbs.run_backups(config, clock=lambda: local(30))
     moved = app.root / "elsewhere.db"
     shutil.move(str(app.main_db), moved)
