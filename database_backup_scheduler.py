@@ -2396,7 +2396,8 @@ class Config:
         """The retention rules, as ``select_expired`` takes them; for archives (``name``
         ending in "/") the newest ``archive_keep``."""
         if name is not None and name.endswith("/"):
-            return {"keep_days": 0, "keep_last": self.archive_keep}
+            # keep_days -1: none is kept for its age alone, only a clock gone a day ahead.
+            return {"keep_days": -1, "keep_last": self.archive_keep}
         return {
             "keep_days": self.keep_days,
             "keep_last": self.keep_last,
@@ -2895,7 +2896,7 @@ def _backup_file(
     encrypted: bool = False,
 ) -> BackupFile | None:
     """The BackupFile for one path, or None when it is not a regular file with a backup name."""
-    parsed = parsed or parse_backup_name(path.name)
+    parsed = parsed or parse_backup_name(path.name) or parse_archive_name(path.name)
     if parsed is None:
         return None
     try:
