@@ -4067,7 +4067,7 @@ def check_backup_file(path: Path, compression: str | None, *, quick: bool = True
     the fault. Raises BackupError where a packed backup cannot be unpacked. An archive is
     read back against its manifest."""
     if compression == ARCHIVE_KIND:
-        return str(check_archive_file(path))
+        return check_archive_file(path)
     with unpacked_backup(path, compression) as (plain, _):
         with open(plain, "rb") as handle:
             # SQLite takes an empty file for an empty database; no backup is empty.
@@ -6570,6 +6570,8 @@ def verify_backup(path: Path, *, quick: bool = False, expected: str | None = Non
     result.expected_sha256 = expected
     if result.integrity != "ok":
         check = "quick_check" if quick else "integrity_check"
+        if compression == ARCHIVE_KIND:
+            check = ARCHIVE_MANIFEST
         result.error = text("verify.check_says", check=check, verdict=result.integrity)
     elif expected is not None and expected != result.sha256:
         result.error = text("verify.sha_differs")
