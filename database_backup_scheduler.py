@@ -8350,10 +8350,24 @@ def render_windows_batch(config: Config, *, python: str) -> str:
         'rem Task Scheduler\'s "Last Run Result" shows the exit code: 0 ok, 1 failed, 2 bad',
         "rem configuration, 75 another backup was running.",
         'cd /d "%~dp0"',
+        f"set PYTHONIOENCODING={_ansi_codepage(config.lang)}",
         f'{_batch_quote(python)} "%~dp0{SCRIPT_NAME}" {args} --trigger task >> {log} 2>&1',
         "exit /b %ERRORLEVEL%",
     ]
     return "\r\n".join(lines) + "\r\n"
+
+
+def _ansi_codepage(lang: str) -> str:
+    """The encoding of a task's log: Windows' ANSI code page, in which Notepad opens a file
+    on every Windows (GBK, cp936, on a Chinese one). The .bat pins it, so that the log,
+    appended to run after run, stays in one encoding whatever Python runs it (Python's
+    default for a redirected file may change); a .bat written away from Windows takes the
+    ANSI code page of a Windows in the task's language."""
+    if os.name == "nt":  # pragma: no cover - Windows only
+        import ctypes
+
+        return f"cp{ctypes.windll.kernel32.GetACP()}"
+    return "cp936" if lang == "zh" else "cp1252"
 
 
 def _oem_codepage() -> str:

@@ -377,3 +377,20 @@ def test_batch_appends_stdout_and_stderr_of_each_run_to_log_in_app_folder(
     ], log
     assert not (tmp_path / LOG_NAME).exists()
     assert not (other / LOG_NAME).exists()
+
+
+def test_batch_pins_the_logs_encoding_so_a_chinese_task_log_reads_as_gbk(
+    python_stub: Stub, wine: Wine, app_folder: Path, tmp_path: Path
+) -> None:
+    batch = write_task_batch(
+        app_folder, "--python", python_stub.windows_path, "--lang", "zh", cwd=tmp_path
+    )
+    assert "set PYTHONIOENCODING=cp936" in batch.read_text(encoding="ascii").splitlines()
+
+    run_batch(wine, batch, cwd=tmp_path, marker="gbk")
+
+    log = (app_folder / LOG_NAME).read_bytes()
+    # The stub writes in the code page PYTHONIOENCODING names, as Python does; cmd.exe's >>
+    # appends those bytes as they are: Notepad on a Chinese Windows reads GBK.
+    assert "pinned encoding: 备份任务完成".encode("gbk") in log
+    assert "pinned encoding: 备份任务完成" in log.decode("gbk")

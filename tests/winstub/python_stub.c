@@ -8,6 +8,8 @@
  *     Windows python.exe would see it, command_line is the raw string cmd.exe passed;
  *   - prints one line to stdout and one to stderr, both carrying PYTHON_STUB_MARKER, so the test
  *     can find them in the batch file's log;
+ *   - with PYTHONIOENCODING=cpNNN (as the batch file sets it), prints a line of Chinese in that
+ *     code page, as Python would;
  *   - exits with the number in PYTHON_STUB_EXIT_CODE (0 when unset).
  *
  * Build: x86_64-w64-mingw32-gcc -municode -O2 -o python.exe python_stub.c
@@ -72,6 +74,26 @@ static int write_record(const wchar_t *record_path, int argc, wchar_t **argv)
     return fclose(out) == 0;
 }
 
+/*
+ * As Python does with PYTHONIOENCODING=cpNNN: write a line of Chinese to stdout in that code
+ * page, so the test can read the batch file's log in the encoding the batch file pins.
+ */
+static void print_in_pinned_encoding(void)
+{
+    const wchar_t *encoding = _wgetenv(L"PYTHONIOENCODING");
+    char bytes[256];
+    if (encoding == NULL || wcsncmp(encoding, L"cp", 2) != 0) {
+        return;
+    }
+    UINT codepage = (UINT)_wtoi(encoding + 2);
+    int n = WideCharToMultiByte(codepage, 0, L"pinned encoding: \u5907\u4efd\u4efb\u52a1\u5b8c\u6210\n", -1,
+                                bytes, sizeof bytes, NULL, NULL);
+    if (n > 1) {
+        fwrite(bytes, 1, (size_t)(n - 1), stdout);
+        fflush(stdout);
+    }
+}
+
 int wmain(int argc, wchar_t **argv)
 {
     const wchar_t *record_path = _wgetenv(L"PYTHON_STUB_RECORD");
@@ -84,6 +106,7 @@ int wmain(int argc, wchar_t **argv)
     /* Written before anything can fail, so the log shows the stub ran even if recording fails. */
     wprintf(L"python_stub stdout %ls\n", marker);
     fflush(stdout);
+    print_in_pinned_encoding();
     fwprintf(stderr, L"python_stub stderr %ls\n", marker);
     fflush(stderr);
 
