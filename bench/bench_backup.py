@@ -408,6 +408,8 @@ def tool_argv(tool: str, source: Path, out: Path, extra: Sequence[str] = ()) -> 
         str(out / "backups"),
         "--log-file",
         str(out / "log.json"),
+        "--archive-every-days",  # the database's folder is no app's: no archive of it
+        "0",
         *extra,
     ]
 

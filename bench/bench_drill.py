@@ -213,7 +213,10 @@ class App:
         live = root / "instance" / DB_NAME
         shutil.copyfile(database, live)
         started = time.perf_counter()
-        check_ok("--run", run_child([sys.executable, str(copy), "--run"], cwd=root))
+        check_ok(
+            "--run",
+            run_child([sys.executable, str(copy), "--run", "--archive-every-days", "0"], cwd=root),
+        )
         log(f"--run made the backup in {time.perf_counter() - started:.1f} s")
         (backup,) = (root / "instance" / "backups").glob(f"{DB_NAME}.*.bak")
         return cls(root, copy, live, backup, (root / RUN_LOG).read_bytes())

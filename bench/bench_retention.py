@@ -232,6 +232,7 @@ def measure(root: Path, files: int, trials: int) -> list[tuple[str, str, list[fl
     )
     dbs_args = [arg for name in NAMES for arg in ("--db", f"{name}={root / name}")]
     common = [*dbs_args, "--backup-dir", str(folder), "--log-file", str(log_file)]
+    common += ["--archive-every-days", "0"]  # the databases' folder is no app's
     rows.append(
         (
             "python startup alone (python -c pass)",

@@ -472,6 +472,8 @@ class Row:
 def run_args(source: Path, backups: Path, log: Path, *more: object) -> list[object]:
     return [
         "--run",
+        "--archive-every-days",  # databases only: the folder is no app's
+        "0",
         "--db",
         f"{DB_NAME}={source}",
         "--backup-dir",
@@ -869,6 +871,8 @@ class FaultSetup:
     def args(self, *more: object) -> list[object]:
         return [
             "--run",
+            "--archive-every-days",
+            "0",
             "--db",
             f"{DB_NAME}={self.source}",
             "--db",
