@@ -372,3 +372,28 @@ def test_collect_check_reports_the_previous_backup_size(app: App) -> None:
         big.stat().st_size,
     )
     assert check["status"] == "WARNING"
+
+
+# -- archives --------------------------------------------------------------------------------
+
+
+def test_an_archive_past_the_disk_budget_is_not_started_the_run_says_so_and_check_warns(
+    app: App,
+) -> None:
+    app.archives = True
+    (app.root / "instance" / "pictures.bin").write_bytes(os.urandom(2_000_000))
+    budget = ("--max-disk-percent", "0.0000001")  # far under 2 MB of any disk
+
+    ran = app.run("--run", *budget)
+
+    assert ran.returncode == 0, ran.stdout + ran.stderr  # the backups themselves are made
+    assert "archive of" in ran.stdout and "not started" in ran.stdout, ran.stdout
+    assert "--max-disk-percent" in ran.stdout  # the hint names the fix
+    assert not list(app.backup_dir.glob("*.zip"))
+    run = json.loads(app.log_file.read_text(encoding="utf-8"))["runs"][-1]
+    (archive,) = run["archives"]
+    assert archive["status"] == "skipped" and "budget" in archive["error"], archive
+    checked = app.run("--check", "--json")
+    assert checked.returncode == 1, checked.stdout
+    problems = [p["message"] for p in json.loads(checked.stdout)["problems"]]
+    assert any("the last archive was not started" in p for p in problems), problems
