@@ -2949,6 +2949,22 @@ def list_backups(
     return found
 
 
+def next_counter(folder: Path, name: str, taken_at: dt.datetime) -> int:
+    """The same-second counter for a new backup (or archive) of ``name`` taken at
+    ``taken_at``: one past every such name in ``folder``. Never a name that pruning freed,
+    which would sort the new file before older ones of that second."""
+    counters = [-1]
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        raise describe_os_error(exc, folder, "listing") from exc
+    for entry in entries:
+        parsed = parse_backup_name(entry.name) or parse_archive_name(entry.name)
+        if parsed is not None and parsed.name == name and parsed.taken_at == taken_at:
+            counters.append(parsed.seq)
+    return max(counters) + 1
+
+
 def ensure_backup_dir(backup_dir: Path, *, app_folder: Path | None = None) -> None:
     """Create the backup directory owner-only (0700) when missing; refuse a non-folder.
 
@@ -4136,7 +4152,8 @@ def create_backup(
         )
 
     def names() -> Iterator[str]:
-        return (format_backup_name(db.name, taken_at, n, compression) for n in range(10000))
+        first = next_counter(backup_dir, db.name, taken_at)
+        return (format_backup_name(db.name, taken_at, n, compression) for n in range(first, 10000))
 
     with sealed_copy(
         source,
@@ -4574,7 +4591,8 @@ def create_archive(
             size, digest = temp.stat().st_size, sha256_file(temp)
         except OSError as exc:
             raise describe_os_error(exc, temp, "verifying") from exc
-        names = (format_archive_name(source.name, taken_at, seq) for seq in range(10000))
+        first = next_counter(backup_dir, archive_key(source), taken_at)
+        names = (format_archive_name(source.name, taken_at, seq) for seq in range(first, 10000))
         final = publish_file(temp, backup_dir, names)
     return MadeArchive(
         final,

@@ -414,6 +414,17 @@ def tool_argv(tool: str, source: Path, out: Path, extra: Sequence[str] = ()) -> 
     ]
 
 
+def workdir_with_room(path: str, need: int) -> Path:
+    """The folder ``path``, made if missing, on a disk with ``need`` bytes free; else exit
+    with a message saying how much is free and needed."""
+    workdir = Path(path)
+    workdir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(workdir).free
+    if need > free:
+        raise SystemExit(f"{workdir} has {free / GIB:.1f} GiB free; this needs ~{need / GIB:.1f}")
+    return workdir
+
+
 def fresh_folder(folder: Path) -> Path:
     if folder.exists():
         shutil.rmtree(folder)
@@ -1260,14 +1271,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         )
     if not shutil.which("sqlite3"):
         raise SystemExit("the sqlite3 CLI is missing: apt-get install sqlite3")
-    workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     # the base database and one per mode, and the output; "unchanged" keeps up to three
     # more copies (its backup folder, and the pruning folder's expired and new backups)
     need = max(sizes) * (2 + len(modes) + 3 * ("unchanged" in parts)) if sizes else 0
-    free = shutil.disk_usage(workdir).free
-    if need > free:
-        raise SystemExit(f"{workdir} has {free / GIB:.1f} GiB free; this needs ~{need / GIB:.1f}")
+    workdir = workdir_with_room(args.workdir, need)
     args.file_system = file_system_of(workdir)
     args.rss_floor_mb = run_child(["true"], cwd=workdir).max_rss_kb / 1024
     dbs = Databases(workdir)

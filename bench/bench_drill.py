@@ -62,7 +62,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_backup import (  # noqa: E402 - found through the path set above
     CP_FSYNC,
-    GIB,
     MIB,
     PAGE_SIZE,
     SCRIPT,
@@ -76,6 +75,7 @@ from bench_backup import (  # noqa: E402 - found through the path set above
     size_label,
     sqlite_cli_version,
     stop_launcher,
+    workdir_with_room,
 )
 
 DB_NAME = "pet_painting.db"
@@ -458,13 +458,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise SystemExit("give --size-mb and --rounds of 1 or more")
     size = args.size_mb * MIB
     tools = [t for t in TOOLS if t != "sqlite3 .backup" or shutil.which("sqlite3")]
-    workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     # the made database, the live copy, its backup, one output and the drill's scratch copy
-    need = 5 * size
-    free = shutil.disk_usage(workdir).free
-    if need > free:
-        raise SystemExit(f"{workdir} has {free / GIB:.1f} GiB free; this needs ~{need / GIB:.1f}")
+    workdir = workdir_with_room(args.workdir, 5 * size)
     file_system = file_system_of(workdir)
     started = time.perf_counter()
     app_root, out = workdir / "app", workdir / "out"

@@ -53,7 +53,6 @@ from typing import Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_backup import (  # noqa: E402 - found through the path set above
-    GIB,
     MIB,
     REPO,
     SCRIPT,
@@ -67,6 +66,7 @@ from bench_backup import (  # noqa: E402 - found through the path set above
     run_child,
     size_label,
     stop_launcher,
+    workdir_with_room,
 )
 
 BACKUP_NAME = "bench.db.20250101_030000.bak"
@@ -401,13 +401,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise SystemExit("the age command is missing: apt-get install age")
     if importlib.util.find_spec("pyrage") is None:
         raise SystemExit("the pyrage package is missing: pip install pyrage")
-    workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     # per size: the backup and its .age (kept while the others run), and one output
-    need = 3 * max(sizes)
-    free = shutil.disk_usage(workdir).free
-    if need > free:
-        raise SystemExit(f"{workdir} has {free / GIB:.1f} GiB free; this needs ~{need / GIB:.1f}")
+    workdir = workdir_with_room(args.workdir, 3 * max(sizes))
     file_system = file_system_of(workdir)
     started = time.perf_counter()
     rows: list[Row] = []

@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -57,6 +58,54 @@ print("ready", flush=True)
 sys.stdin.readline()
 conn.execute("ROLLBACK")
 conn.close()
+"""
+
+
+def start_python(code: str, *args: str) -> subprocess.Popen[str]:
+    """Run ``code`` in another Python process; it prints a line when it is ready."""
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_ready(proc: subprocess.Popen[str]) -> None:
+    line = proc.stdout.readline() if proc.stdout else ""
+    assert line.strip() == "ready", (line, proc.stderr.read() if proc.stderr else "")
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Kill ``proc`` if it still runs, reap it and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
+    for stream in (proc.stdout, proc.stderr):
+        if stream:
+            stream.close()
+
+
+# Commits continuously to a make_db database (argv[1]), keeping its invariant, until the file
+# argv[2] appears; prints "ready" first and the number of commits at the end.
+WRITER = """
+    import os, sqlite3, sys, time
+    path, stop_file = sys.argv[1], sys.argv[2]
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    commits = 0
+    print("ready", flush=True)
+    while not os.path.exists(stop_file):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE items SET value = value + 1 WHERE id = ?", (commits % 200 + 1,))
+        conn.execute("UPDATE totals SET total = total + 1 WHERE id = 1")
+        conn.execute("INSERT INTO items(value, pad) VALUES (?, randomblob(200))", (commits,))
+        conn.execute(
+            "UPDATE totals SET total = total + ?, count = count + 1 WHERE id = 1", (commits,)
+        )
+        conn.execute("COMMIT")
+        commits += 1
+        time.sleep(0.001)
+    print(commits, flush=True)
 """
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from conftest import (
     HOLD_LOCK,
+    WRITER,
     App,
     assert_no_traceback,
     dump,
@@ -34,35 +35,14 @@ from conftest import (
     make_db,
     mounted_tmpfs,
     read_invariant,
+    start_python,
+    stop,
+    wait_ready,
 )
 
 import database_backup_scheduler as dbs
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-def start_python(code: str, *args: str) -> subprocess.Popen[str]:
-    """Run ``code`` in another Python process; it prints a line when it is ready."""
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_ready(proc: subprocess.Popen[str]) -> None:
-    line = proc.stdout.readline() if proc.stdout else ""
-    assert line.strip() == "ready", (line, proc.stderr.read() if proc.stderr else "")
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
-    for stream in (proc.stdout, proc.stderr):
-        if stream:
-            stream.close()
 
 
 def header_versions(path: Path) -> tuple[int, int]:
@@ -736,27 +716,6 @@ def test_interrupt_during_a_backup_cleans_up_and_leaves_no_backup(
     assert "Traceback" not in err
     assert "interrupted" in err
     assert sorted(p.name for p in app.backup_dir.iterdir()) == [".database_backup.lock"]
-
-
-WRITER = """
-    import os, sqlite3, sys, time
-    path, stop_file = sys.argv[1], sys.argv[2]
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-    commits = 0
-    print("ready", flush=True)
-    while not os.path.exists(stop_file):
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("UPDATE items SET value = value + 1 WHERE id = ?", (commits % 500 + 1,))
-        conn.execute("UPDATE totals SET total = total + 1 WHERE id = 1")
-        conn.execute("INSERT INTO items(value, pad) VALUES (?, randomblob(200))", (commits,))
-        conn.execute(
-            "UPDATE totals SET total = total + ?, count = count + 1 WHERE id = 1", (commits,)
-        )
-        conn.execute("COMMIT")
-        commits += 1
-        time.sleep(0.001)
-    print(commits, flush=True)
-"""
 
 
 @pytest.mark.parametrize("journal_mode", ["wal", "delete"])

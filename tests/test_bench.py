@@ -140,3 +140,25 @@ def test_bench_drill_times_the_drill_beside_a_restore_and_cleans_up(tmp_path: Pa
     assert "the drill's split, medians of its 1 timed runs" in markdown
     assert "restore_s " in markdown and "check_s " in markdown
     assert not workdir.exists()  # the app, its backup and the outputs all go
+
+
+def test_bench_archive_times_the_tool_beside_zip_and_cleans_up(tmp_path: Path) -> None:
+    workdir = tmp_path / "work"
+    markdown = run_bench(
+        "bench_archive.py",
+        "--size-mb",
+        "20",
+        "--repeat",
+        "1",
+        "--workdir",
+        str(workdir),
+        cwd=tmp_path,
+    )
+    assert "| --archive |" in markdown
+    assert "--archive peak RSS " in markdown and "target < 64" in markdown
+    if shutil.which("zip"):
+        assert "| zip -r |" in markdown
+        assert "20M: --archive / zip -r = " in markdown
+    else:
+        assert "zip -r: skipped, the zip command is not installed" in markdown
+    assert not workdir.exists()  # without --keep, the app folder and the outputs go
