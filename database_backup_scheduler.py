@@ -4405,7 +4405,12 @@ def _walk_for_archive(
 def _zip_info(name: str, mtime_ns: int, mode: int, *, deflate: bool) -> Any:
     import zipfile
 
-    when = max(time.localtime(mtime_ns / 1e9)[:6], (1980, 1, 1, 0, 0, 0))  # ZIP's first year
+    try:
+        when = time.localtime(mtime_ns / 1e9)[:6]
+    except (OverflowError, OSError, ValueError):  # a date Windows' localtime cannot hold
+        when = (1980, 1, 1, 0, 0, 0)
+    # ZIP's dates run from 1980 to 2107 (the manifest keeps the exact time).
+    when = min(max(when, (1980, 1, 1, 0, 0, 0)), (2107, 12, 31, 23, 59, 58))
     info = zipfile.ZipInfo(name, date_time=when)  # type: ignore[arg-type]
     info.create_system = 3  # Unix: unzip restores the mode, and links, from external_attr
     info.external_attr = (mode & 0xFFFF) << 16 | (0x10 if name.endswith("/") else 0)
@@ -4557,28 +4562,29 @@ def create_archive(
     reported: dict[str, list[str]] = {"changed": [], "vanished": [], "unreadable": []}
     with temporary_file(backup_dir, source.name + ARCHIVE_SUFFIX) as temp:
         try:
-            with (
-                open(temp, "ab") as raw,
-                zipfile.ZipFile(_AppendOnly(raw), "w", allowZip64=True) as archive,
-            ):
-                for item in found:
-                    member, status = _archive_one(archive, item, backup_dir, busy_timeout, progress)
-                    if member is not None:
-                        members.append(member)
-                    if status != "ok":
-                        reported[status].append(item.name)
-                manifest = {
-                    "format": ARCHIVE_FORMAT,
-                    "tool": f"{SCRIPT_NAME} {__version__}",
-                    "source": str(source),
-                    "host": _host_name(),
-                    "created_at": taken_at.strftime("%Y-%m-%dT%H:%M:%S"),
-                    "members": [m.to_json() for m in members],
-                    **reported,
-                }
-                body = json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8")
-                info = _zip_info(ARCHIVE_MANIFEST, time.time_ns(), 0o100644, deflate=True)
-                archive.writestr(info, body)
+            with open(temp, "ab") as raw:
+                archive = zipfile.ZipFile(_AppendOnly(raw), "w", allowZip64=True)
+                with archive:
+                    for item in found:
+                        member, status = _archive_one(
+                            archive, item, backup_dir, busy_timeout, progress
+                        )
+                        if member is not None:
+                            members.append(member)
+                        if status != "ok":
+                            reported[status].append(item.name)
+                    manifest = {
+                        "format": ARCHIVE_FORMAT,
+                        "tool": f"{SCRIPT_NAME} {__version__}",
+                        "source": str(source),
+                        "host": _host_name(),
+                        "created_at": taken_at.strftime("%Y-%m-%dT%H:%M:%S"),
+                        "members": [m.to_json() for m in members],
+                        **reported,
+                    }
+                    body = json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8")
+                    info = _zip_info(ARCHIVE_MANIFEST, time.time_ns(), 0o100644, deflate=True)
+                    archive.writestr(info, body)
         except OSError as exc:
             raise describe_os_error(exc, temp, "archiving") from exc
         finally:
