@@ -8047,7 +8047,7 @@ def _metric_label(value: str) -> str:
 def render_metrics(config: Config, log: RunLog, *, now: dt.datetime) -> str:
     """The backups' state in Prometheus' text format (for node_exporter's textfile
     collector): per database the newest backup, the last run and the last restore drill;
-    the backup folder's size and share of its disk."""
+    the archives of the app folder; the backup folder's size and share of its disk."""
     stats = collect_stats(config, log, now=now)
     last_runs: dict[str, tuple[dict[str, Any], dt.datetime | None]] = {}
     for run in log.backup_runs():
@@ -8118,6 +8118,18 @@ def render_metrics(config: Config, log: RunLog, *, now: dt.datetime) -> str:
             "disk_free_bytes",
             "Free bytes on the backup folder's disk.",
             [("", stats["disk_free_bytes"])],
+        )
+    archives = stats["archives"]
+    label = f'{{folder="{_metric_label(archives["source"])}"}}'
+    family(
+        "archives", "Archives of the app folder in the backup folder.", [(label, archives["count"])]
+    )
+    newest_archive = parse_iso(archives["newest_at"])
+    if newest_archive is not None:
+        family(
+            "newest_archive_timestamp_seconds",
+            "When the newest archive of the app folder was taken (Unix time).",
+            [(label, newest_archive.timestamp())],
         )
     family("metrics_timestamp_seconds", "When these metrics were written.", [("", now.timestamp())])
     lines = []

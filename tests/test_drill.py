@@ -437,6 +437,23 @@ def test_metrics_file_parses_and_holds_the_documented_families(app: App, action:
         assert success.value == 1
 
 
+def test_metrics_tell_the_archives_count_and_the_newest_archives_time(app: App) -> None:
+    parser = pytest.importorskip("prometheus_client.parser")
+    app.archives = True
+    metrics = app.root / "database_backup.prom"
+
+    result = app.run("--run", "--metrics", str(metrics))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    families = {f.name: f for f in parser.text_string_to_metric_families(metrics.read_text())}
+    (count,) = families["database_backup_archives"].samples
+    assert (count.labels["folder"], count.value) == (str(app.root / "instance"), 1)
+    (newest,) = families["database_backup_newest_archive_timestamp_seconds"].samples
+    (archive,) = app.backup_dir.glob("instance.*.zip")
+    taken = datetime.datetime.strptime(archive.name.split(".")[1], "%Y%m%d_%H%M%S")
+    assert newest.value == taken.timestamp()
+
+
 @pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
 @pytest.mark.parametrize("umask", [0o022, 0o077], ids=["umask-022", "umask-077"])
 def test_metrics_file_is_readable_by_the_collector(app: App, umask: int) -> None:
