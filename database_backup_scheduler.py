@@ -2954,6 +2954,7 @@ def next_counter(folder: Path, name: str, taken_at: dt.datetime) -> int:
     ``taken_at``: one past every such name in ``folder``. Never a name that pruning freed,
     which would sort the new file before older ones of that second."""
     counters = [-1]
+    taken_at = taken_at.replace(microsecond=0)  # as a name holds it
     try:
         entries = list(os.scandir(folder))
     except OSError as exc:

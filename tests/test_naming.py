@@ -261,3 +261,14 @@ def test_list_backups_ignores_a_name_with_a_trailing_newline(tmp_path: Path) -> 
     odd.write_bytes(source.read_bytes())
     assert dbs.list_backups(folder, ["main.db"]) == {"main.db": []}
     assert os.path.exists(odd)
+
+
+def test_a_new_name_takes_the_counter_after_every_name_of_that_second(tmp_path: Path) -> None:
+    taken_at = dt.datetime(2025, 10, 28, 3, 0, 0, 654321)  # a clock's microseconds
+    for seq in (1, 2):  # the name with counter 0 was pruned
+        (tmp_path / dbs.format_backup_name("main.db", taken_at, seq)).write_bytes(b"x")
+        (tmp_path / dbs.format_archive_name("instance", taken_at, seq + 4)).write_bytes(b"x")
+
+    assert dbs.next_counter(tmp_path, "main.db", taken_at) == 3
+    assert dbs.next_counter(tmp_path, "instance/", taken_at) == 7
+    assert dbs.next_counter(tmp_path, "other.db", taken_at) == 0
