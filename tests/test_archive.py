@@ -929,3 +929,48 @@ def test_restore_archive_refusal_speaks_chinese_with_a_hint(app: App, tmp_path: 
     assert has_chinese(result.stderr), result.stderr
     assert "提示" in result.stderr
     assert crafted.name in result.stderr and "../evil.txt" in result.stderr
+
+
+# Appends to the file argv[1] every millisecond until the file argv[2] appears; prints
+# "ready" once it has appended once.
+APPENDER = """
+    import os, sys, time
+    path, stop_file = sys.argv[1], sys.argv[2]
+    with open(path, "ab", buffering=0) as log:
+        log.write(b"started\\n")
+        print("ready", flush=True)
+        while not os.path.exists(stop_file):
+            log.write(b"a line the app logs while the archive reads this file\\n")
+            time.sleep(0.001)
+"""
+
+
+def test_a_file_that_grows_while_it_is_read_is_archived_as_read_and_reported(
+    app: App, tmp_path: Path
+) -> None:
+    log = app.root / "instance" / "app.log"
+    log.write_bytes(os.urandom(40_000_000))  # long enough to be read while it grows
+    stop_file = tmp_path / "stop"
+    appender = start_python(APPENDER, str(log), str(stop_file))
+    try:
+        wait_ready(appender)
+        result = app.run("--archive", "--json")
+        stop_file.touch()
+        appender.communicate(timeout=30)
+    finally:
+        stop(appender)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    assert document["changed"] == ["app.log"], document
+    path = app.root / document["backup"]
+    with zipfile.ZipFile(path) as archive:
+        (entry,) = [m for m in read_manifest(archive)["members"] if m["path"] == "app.log"]
+        data = archive.read("app.log")
+        assert read_manifest(archive)["changed"] == ["app.log"]
+    assert len(data) == entry["size"] >= 40_000_000  # what was read, as the manifest says
+    assert sha256(data) == entry["sha256"]
+    assert app.run("--verify", str(path)).returncode == 0
+    shown = app.run("--archive")
+    assert shown.returncode == 0  # the file no longer grows: nothing to report
+    assert "changed while it was read" not in shown.stdout
