@@ -2801,6 +2801,11 @@ def parse_archive_name(filename: str) -> BackupName | None:
     return dataclasses.replace(parsed, name=parsed.name + "/", compression=ARCHIVE_KIND)
 
 
+def parse_listed_name(filename: str) -> BackupName | None:
+    """A backup's or an archive's name, as the backup folder lists both."""
+    return parse_backup_name(filename) or parse_archive_name(filename)
+
+
 def _parse_stamped_name(match: re.Match[str] | None) -> BackupName | None:
     if not match:
         return None
@@ -2829,7 +2834,7 @@ def parse_copy_name(filename: str) -> tuple[BackupName | None, bool]:
     encrypted = filename.endswith(ENCRYPTED_SUFFIX)
     if encrypted:
         filename = filename[: -len(ENCRYPTED_SUFFIX)]
-    parsed = parse_backup_name(filename) or parse_archive_name(filename)
+    parsed = parse_listed_name(filename)
     return (parsed, encrypted) if parsed else (None, False)
 
 
@@ -2896,7 +2901,7 @@ def _backup_file(
     encrypted: bool = False,
 ) -> BackupFile | None:
     """The BackupFile for one path, or None when it is not a regular file with a backup name."""
-    parsed = parsed or parse_backup_name(path.name) or parse_archive_name(path.name)
+    parsed = parsed or parse_listed_name(path.name)
     if parsed is None:
         return None
     try:
@@ -2939,7 +2944,7 @@ def list_backups(
         raise describe_os_error(exc, backup_dir, "listing") from exc
     for entry in entries:
         parsed, encrypted = parse_copy_name(entry.name) if copies else (None, False)
-        parsed = parsed or parse_backup_name(entry.name) or parse_archive_name(entry.name)
+        parsed = parsed or parse_listed_name(entry.name)
         if parsed is not None and parsed.name in found:
             backup = _backup_file(Path(entry.path), parsed, entry, encrypted=encrypted)
             if backup is not None:
@@ -2955,12 +2960,13 @@ def next_counter(folder: Path, name: str, taken_at: dt.datetime) -> int:
     which would sort the new file before older ones of that second."""
     counters = [-1]
     taken_at = taken_at.replace(microsecond=0)  # as a name holds it
+    # Only names of that second are parsed: a folder of 10,000 backups stays cheap.
+    prefix = f"{name.rstrip('/')}.{taken_at.strftime(TIMESTAMP_FORMAT)}"
     try:
-        entries = list(os.scandir(folder))
+        names = [entry.name for entry in os.scandir(folder) if entry.name.startswith(prefix)]
     except OSError as exc:
         raise describe_os_error(exc, folder, "listing") from exc
-    for entry in entries:
-        parsed = parse_backup_name(entry.name) or parse_archive_name(entry.name)
+    for parsed in map(parse_listed_name, names):
         if parsed is not None and parsed.name == name and parsed.taken_at == taken_at:
             counters.append(parsed.seq)
     return max(counters) + 1
@@ -4254,6 +4260,20 @@ def select_expired(
     return [b for i, b in enumerate(ordered) if i not in keep]
 
 
+def prune_beside(
+    new: str, existing: Sequence[BackupFile], *, now: dt.datetime, **rules: int
+) -> tuple[list[BackupFile], list[Path], list[Text]]:
+    """Prune by ``rules`` the files of one name now that ``new`` (a backup or archive just
+    made) joins ``existing``; never ``new`` itself, whatever the clock says of other names.
+    Returns (the files left, newest first; those deleted; the errors)."""
+    made = _backup_file(Path(new))
+    files = [*existing, *([made] if made else [])]
+    expired = select_expired(files, now=now, **rules)
+    deleted, errors = prune_backups([b for b in expired if str(b.path) != new])
+    left = (b for b in files if b.path not in deleted)
+    return sorted(left, key=lambda b: b.sort_key, reverse=True), deleted, errors
+
+
 def prune_backups(expired: Sequence[BackupFile]) -> tuple[list[Path], list[Text]]:
     """Delete the selected backups; return (deleted, error messages). Links are never followed."""
     deleted: list[Path] = []
@@ -4379,7 +4399,7 @@ def _walk_for_archive(
             if _excluded(relative, entry.name, exclude):
                 continue
             try:
-                info = os.lstat(entry.path)
+                info = entry.stat(follow_symlinks=False)  # the listing's own, where it has one
             except FileNotFoundError:
                 continue
             except OSError as exc:
@@ -4673,7 +4693,7 @@ def _manifest_members(archive: Any) -> list[ArchiveMember]:
     return members
 
 
-def _hash_member(archive: Any, member: ArchiveMember, out: Any = None) -> str | None:
+def _hash_member(archive: Any, member: ArchiveMember, out: Any = None) -> Text | None:
     """Read a member (writing it to ``out``): None when it matches the manifest, else why not."""
     digest, size = hashlib.sha256(), 0
     with archive.open(member.path) as stream:
@@ -6217,31 +6237,20 @@ def run_backups(
             for result in report.results:
                 if result.status != "ok" or result.backup is None:
                     continue
-                made = _backup_file(Path(result.backup))
-                existing = local[result.database] + ([made] if made else [])
-                expired = select_expired(
-                    existing,
+                local[result.database], deleted, errors = prune_beside(
+                    result.backup,
+                    local[result.database],
                     now=started.replace(tzinfo=None),
                     **config.retention(),
                 )
-                # Never the backup this run just made, whatever the clock says of other names.
-                deleted, errors = prune_backups(
-                    [b for b in expired if str(b.path) != result.backup]
-                )
                 result.pruned = [str(p) for p in deleted]
                 report.warnings.extend(errors)
-                local[result.database] = sorted(
-                    (b for b in existing if b.path not in deleted),
-                    key=lambda b: b.sort_key,
-                    reverse=True,
-                )
-            key = archive_key(config.archive_folder())
-            if archive_due(config, local[key], now=started):
-                archive = make_archive(
-                    config, taken_at=started, archives=local[key], progress_stream=progress_stream
+            if archive_due(config, local[archive_key(config.archive_folder())], now=started):
+                archive, errors = make_archive(
+                    config, taken_at=started, listed=local, progress_stream=progress_stream
                 )
                 report.archives.append(archive)
-                local[key] = list_backups(config.backup_dir, [key])[key]
+                report.warnings.extend(errors)
             if config.copy_to or config.s3 or config.upload_command:
                 _copy_off_site(config, report, log, local, started)
             report.finished_at = clock()
@@ -6435,21 +6444,21 @@ def run_archive(
     trigger: str = "manual",
     clock: Callable[[], dt.datetime] = _now_local,
     progress_stream: TextIO | None = None,
-) -> tuple[ArchiveResult, str | Text | None]:
+) -> tuple[ArchiveResult, list[str | Text]]:
     """--archive: one archive now, under the run lock, logged as a run of kind "archive"
-    (and announced like a run where --notify-on asks). Returns it, and the run log's
-    warning if any."""
+    (and announced like a run where --notify-on asks). Returns it, and the warnings
+    (pruning's, the run log's)."""
     check_log_folder(config.log_file)
     ensure_backup_dir(config.backup_dir, app_folder=config.app_folder())
     with RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout):
         started = clock()
         remove_stale_temp_files(config.backup_dir, [db.path.name for db in config.databases])
         log = RunLog.read(config.log_file)
-        key = archive_key(config.archive_folder())
-        archives = list_backups(config.backup_dir, [key])[key]
-        result = make_archive(
-            config, taken_at=started, archives=archives, progress_stream=progress_stream
+        listed = list_backups(config.backup_dir, listed_names(config))
+        result, errors = make_archive(
+            config, taken_at=started, listed=listed, progress_stream=progress_stream
         )
+        warnings: list[str | Text] = list(errors)
         failed = result.status == "failed"
         record: dict[str, Any] = {
             "kind": "archive",
@@ -6460,27 +6469,30 @@ def run_archive(
             "host": _host_name(),
             "version": __version__,
             "archives": [result.to_json()],
+            **({"warnings": [str(e) for e in errors]} if errors else {}),
         }
         if should_alert(config, failed):
             record["alerts"] = send_alerts(config, record)
         warning = log.append(record, max_runs=config.log_max_runs, now=clock())
-    return result, warning
+        if warning:
+            warnings.append(warning)
+    return result, warnings
 
 
 class ArchiveNotStarted(BackupError):
     """An archive that would not fit: the disk budget, or the free space."""
 
 
-def _archive_room(config: Config) -> Callable[[int], None]:
+def _archive_room(config: Config, listed: dict[str, list[BackupFile]]) -> Callable[[int], None]:
     """A check of an archive's estimated size against the disk budget (the backup folder's
-    share of its disk, --max-disk-percent) and the free space; raises ArchiveNotStarted."""
+    share of its disk, --max-disk-percent; ``listed``: the folder's files) and the free
+    space; raises ArchiveNotStarted."""
 
     def check(estimate: int) -> None:
         try:
             usage = shutil.disk_usage(config.backup_dir)
         except OSError:
             return  # the archive's own writing reports a real problem
-        listed = list_backups(config.backup_dir, listed_names(config))
         folder = backup_folder_usage(listed)[1]
         share = (folder + estimate) * 100 / usage.total if usage.total else 0.0
         if share > config.max_disk_percent:
@@ -6506,13 +6518,16 @@ def make_archive(
     config: Config,
     *,
     taken_at: dt.datetime,
-    archives: Sequence[BackupFile],
+    listed: dict[str, list[BackupFile]],
     progress_stream: TextIO | None = None,
-) -> ArchiveResult:
+) -> tuple[ArchiveResult, list[Text]]:
     """Archive ``config.archive_folder()`` now, then keep the newest ``archive_keep``
-    archives (``archives``: those in the backup folder before). Never raises."""
+    archives. ``listed``: the backup folder as ``list_backups`` lists it by
+    ``listed_names``, brought up to date here. Never raises: returns the result and the
+    errors of pruning."""
     folder = config.archive_folder()
     result = ArchiveResult(archive_key(folder), str(folder), "ok")
+    errors: list[Text] = []
     started = time.monotonic()
     try:
         made = create_archive(
@@ -6523,26 +6538,25 @@ def make_archive(
             exclude=config.archive_exclude,
             busy_timeout=config.busy_timeout,
             progress_stream=progress_stream,
-            room=_archive_room(config),
+            room=_archive_room(config, listed),
         )
         result.backup, result.size_bytes, result.sha256 = str(made.path), made.size, made.sha256
         result.members, result.databases = made.members, list(made.databases)
         result.changed, result.vanished = list(made.changed), list(made.vanished)
         result.unreadable = list(made.unreadable)
-        new = _backup_file(made.path)
-        expired = select_expired(
-            [*archives, *([new] if new else [])],
+        listed[result.database], deleted, errors = prune_beside(
+            result.backup,
+            listed[result.database],
             now=taken_at.replace(tzinfo=None),
             **config.retention(result.database),
         )
-        deleted, _ = prune_backups([b for b in expired if b.path != made.path])
         result.pruned = [str(p) for p in deleted]
     except Exception as exc:  # noqa: BLE001 - the run goes on to its copies and its log
         error = as_backup_error(exc, folder, "archiving")
         result.status = "skipped" if isinstance(error, ArchiveNotStarted) else "failed"
         result.error, result.hint, result.failure = error.message, error.hint, error
     result.duration_s = round(time.monotonic() - started, 3)
-    return result
+    return result, errors
 
 
 # ======================================================================================
@@ -9107,8 +9121,8 @@ def _say_archive(io: Output, result: ArchiveResult) -> None:
 
 def _cmd_archive(config: Config, args: argparse.Namespace, io: Output) -> int:
     progress = io.err if io.err.isatty() and not args.json else None
-    result, warning = run_archive(config, progress_stream=progress)
-    if warning:
+    result, warnings = run_archive(config, progress_stream=progress)
+    for warning in warnings:
         io.warn(warning)
     if args.json:
         io.print_json(result.to_json())
