@@ -9155,20 +9155,22 @@ def restore_archive_logged(
     check_log_folder(config.log_file)
     folder_exists = config.backup_dir.is_dir()
     lock = RunLock(config.backup_dir / LOCK_FILE_NAME, config.lock_timeout)
+
+    def log(**outcome: Any) -> None:
+        record.update(outcome, finished_at=_iso(clock()))
+        RunLog.read(config.log_file).append(record, max_runs=config.log_max_runs, now=clock())
+
     with lock if folder_exists else contextlib.nullcontext():
         try:
             restored = restore_archive(
                 archive, into, live=[live, config.backup_dir, config.app_root]
             )
         except BackupError as exc:
-            if exc.exit_code == ExitCode.USAGE or not folder_exists:
-                raise
-            record.update(error=exc.message, finished_at=_iso(clock()))
-            RunLog.read(config.log_file).append(record, max_runs=config.log_max_runs, now=clock())
+            if exc.exit_code != ExitCode.USAGE and folder_exists:
+                log(error=exc.message)
             raise
         if folder_exists:
-            record.update(status="ok", finished_at=_iso(clock()))
-            RunLog.read(config.log_file).append(record, max_runs=config.log_max_runs, now=clock())
+            log(status="ok")
     return restored
 
 
